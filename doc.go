@@ -1,0 +1,59 @@
+// Package slotgc tells which worker slots of a swarm workspace are still
+// alive, removes the ones that are not, and ends live workers on request.
+// It promises never to call a slot dead while the process its pid file
+// names may still be the worker that wrote it, never to remove a slot that
+// is not dead at the moment of removal, and never to signal pid 0, -1, 1 or
+// the caller itself. It uses the standard library only.
+//
+// # Layout
+//
+// A workspace keeps one directory per slot under .bones/swarm:
+//
+//	<workspace>/.bones/swarm/<slot>/leaf.pid
+//
+// The worker of a slot (its leaf) writes its own pid into leaf.pid, as
+// decimal digits and a newline, after it starts; so the file's modification
+// time is later than the leaf's start. Only real directories directly under
+// swarm are slots: files and symlinks there are never followed or removed,
+// and names starting with TrashPrefix belong to PruneDead.
+//
+// # Verdicts
+//
+// A slot without a usable pid file (see Scan) has no verdict: it may be
+// half built or half cleaned, so it is neither reported nor removed. A
+// usable pid file gets one of three verdicts:
+//
+//   - Gone (dead): no process has that pid, or it has exited and only its
+//     zombie remains (Linux) or only handles to it remain (Windows).
+//   - Reused (dead): a process has that pid but started more than 5 seconds
+//     after the pid file was last written, so it cannot be the leaf. The
+//     5 seconds absorb coarse file times, whole-second boot times and small
+//     clock slew. On Linux a process's start time is derived from the boot
+//     time, which moves with the wall clock: a clock stepped forward by more
+//     than 5 seconds while a leaf runs makes that leaf look reused.
+//   - Live: any other process with that pid, including one owned by another
+//     user and one whose start time cannot be read.
+//
+// Pids name processes on one host and in one pid namespace: a pid file
+// written inside a container says nothing about the host's processes, and
+// the reverse. Run slotgc in the pid namespace the leaves run in.
+//
+// # Systems
+//
+// Linux reads process states and start times from /proc and signals
+// through pidfds. On macOS and the BSDs the standard library offers no
+// cheap view of a process's state or start time: there a zombie counts as
+// alive until reaped and a reused pid goes unnoticed, so a slot whose pid
+// was reused by an unrelated process stays live. The package builds only
+// for Unix and Windows.
+//
+// # Windows
+//
+// On Windows liveness is asked of a process handle (OpenProcess, then
+// WaitForSingleObject with no wait), since os.Process.Signal supports only
+// os.Kill there; start times are process creation times, recorded by the
+// same wall clock as file times. Windows has no SIGTERM: Kill terminates
+// the process at once and waits for it. A workspace whose .bones is a file
+// reads as one without a swarm directory, as Windows reports such a path as
+// not found.
+package slotgc

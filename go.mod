@@ -1,0 +1,3 @@
+module github.com/bones-swarm/slotgc
+
+go 1.26

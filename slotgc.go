@@ -1,0 +1,454 @@
+package slotgc
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Layout of a workspace, relative to the workspace directory.
+const (
+	// SwarmDir holds one directory per slot.
+	SwarmDir = ".bones/swarm"
+	// PIDFile is the file, inside a slot directory, that the leaf writes its
+	// pid into.
+	PIDFile = "leaf.pid"
+	// TrashPrefix starts the names PruneDead gives slots it has detached and
+	// is removing. Entries of the swarm directory with this prefix are never
+	// slots.
+	TrashPrefix = ".slotgc-prune."
+)
+
+const (
+	// maxPIDFileSize bounds what is read from a pid file. A pid needs at most
+	// ten digits; the rest leaves room for whitespace around them.
+	maxPIDFileSize = 64
+
+	// startTolerance is how much later than its pid file's modification time
+	// a process may have started and still count as the leaf that wrote it.
+	// It absorbs timestamp granularity (coarse file system clocks, whole
+	// seconds of boot time on Linux) and small clock slew.
+	startTolerance = 5 * time.Second
+
+	// killGrace is how long Kill waits after the polite request before it
+	// forces the process down; killSettle is how long it then waits for the
+	// forced exit to show.
+	killGrace  = 2 * time.Second
+	killSettle = 1 * time.Second
+)
+
+// State is the verdict a scan reaches on one slot directory.
+type State int
+
+// The states of a slot. Gone and Reused are dead; Live is alive; a slot in
+// NoPIDFile or BadPIDFile has no verdict and is left alone by DeadSlots,
+// LiveSlots and PruneDead.
+const (
+	// Live: the pid file names a process that exists and may be the leaf.
+	Live State = iota + 1
+	// Gone: no such process, or (Linux, Windows) it has exited and only a
+	// zombie or a handle remains.
+	Gone
+	// Reused: a process with that pid exists but started after the pid file
+	// was last written, beyond the tolerance: the pid now names a stranger.
+	Reused
+	// NoPIDFile: the slot has no pid file (yet, or any more).
+	NoPIDFile
+	// BadPIDFile: the pid file is there but unusable: not a regular file,
+	// too large, unreadable, or not a decimal pid in 2..2³¹-1.
+	BadPIDFile
+)
+
+var stateNames = [...]string{
+	Live:       "live",
+	Gone:       "gone",
+	Reused:     "reused",
+	NoPIDFile:  "no-pid-file",
+	BadPIDFile: "bad-pid-file",
+}
+
+// String returns the state's stable, lower-case name, as used by the
+// slotgc command: live, gone, reused, no-pid-file or bad-pid-file.
+func (s State) String() string {
+	if s < Live || int(s) >= len(stateNames) {
+		return "State(" + strconv.Itoa(int(s)) + ")"
+	}
+	return stateNames[s]
+}
+
+// Dead reports whether the state is Gone or Reused.
+func (s State) Dead() bool { return s == Gone || s == Reused }
+
+// Slot is a slot directory whose pid file names a live leaf.
+type Slot struct {
+	Name string
+	PID  int
+}
+
+// SlotStatus is what Scan found out about one slot directory.
+type SlotStatus struct {
+	// Name is the slot directory's name under the swarm directory.
+	Name string
+	// PID is the pid from the pid file, or 0 when State is NoPIDFile or
+	// BadPIDFile.
+	PID int
+	// State is the verdict.
+	State State
+	// Err says why the pid file is missing or unusable; nil otherwise.
+	Err error
+}
+
+// Scan reads every slot directory of the workspace and classifies it. The
+// result is sorted by name and holds one entry per real directory directly
+// under <workspaceDir>/.bones/swarm; files, symlinks and PruneDead's own
+// entries there are not slots. A missing swarm directory yields nil, nil;
+// any other failure to read it is an error naming the path.
+//
+// A pid file is usable when it is a regular file (a symlink, FIFO, device or
+// directory is not) of at most 64 bytes whose content, with ASCII whitespace
+// trimmed, is a decimal number from 2 to 2³¹-1. It is never followed, never
+// read past 64 bytes and never blocked on.
+//
+// How the verdict for a usable pid is reached depends on the system; see
+// Alive for liveness and the package documentation for pid reuse.
+func Scan(workspaceDir string) ([]SlotStatus, error) {
+	statuses, _, err := scan(filepath.Join(workspaceDir, SwarmDir))
+	return statuses, err
+}
+
+// scan classifies the slots of the swarm directory and lists the trash
+// entries PruneDead left there. A missing swarm directory yields nil
+// statuses; an existing one a non-nil slice, empty or not.
+func scan(swarm string) (statuses []SlotStatus, trash []string, err error) {
+	entries, err := os.ReadDir(swarm)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("slotgc: read swarm directory: %w", err)
+	}
+	statuses = make([]SlotStatus, 0, len(entries))
+	var ps probeScope
+	for _, e := range entries {
+		switch name := e.Name(); {
+		case !e.IsDir():
+		case strings.HasPrefix(name, TrashPrefix):
+			trash = append(trash, name)
+		default:
+			statuses = append(statuses, classify(filepath.Join(swarm, name), name, &ps))
+		}
+	}
+	return statuses, trash, nil
+}
+
+// classify reaches the verdict on the slot directory at dir.
+func classify(dir, name string, ps *probeScope) SlotStatus {
+	pid, written, err := readPIDFile(filepath.Join(dir, PIDFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return SlotStatus{Name: name, State: NoPIDFile, Err: err}
+	case err != nil:
+		return SlotStatus{Name: name, State: BadPIDFile, Err: err}
+	}
+	return SlotStatus{Name: name, PID: pid, State: probe(pid, written, ps)}
+}
+
+// DeadSlots returns the names, sorted, of the slots whose pid file is usable
+// and names a process that is gone or whose pid was reused. Slots without a
+// usable pid file are never reported. A missing swarm directory yields
+// nil, nil.
+func DeadSlots(workspaceDir string) ([]string, error) {
+	statuses, err := Scan(workspaceDir)
+	var dead []string
+	for _, s := range statuses {
+		if s.State.Dead() {
+			dead = append(dead, s.Name)
+		}
+	}
+	return dead, err
+}
+
+// LiveSlots returns the slots, sorted by name, whose pid file is usable and
+// names a live process. Every slot with a usable pid file is in exactly one
+// of DeadSlots and LiveSlots. A missing swarm directory yields nil, nil.
+func LiveSlots(workspaceDir string) ([]Slot, error) {
+	statuses, err := Scan(workspaceDir)
+	var live []Slot
+	for _, s := range statuses {
+		if s.State == Live {
+			live = append(live, Slot{Name: s.Name, PID: s.PID})
+		}
+	}
+	return live, err
+}
+
+// PruneDead removes the directory tree of every dead slot (see DeadSlots)
+// and returns the names removed, sorted.
+//
+// Each slot is checked again right before it goes, detached by renaming it
+// to a TrashPrefix name inside the swarm directory, and checked once more
+// there; a slot that came back to life in between is renamed back. So a
+// concurrent creator of the same slot name never meets a half-deleted tree,
+// and several PruneDead calls may run at once, in one process or many. A
+// TrashPrefix entry left by a PruneDead that crashed or failed is removed by
+// the next PruneDead, unless it holds a pid file naming a live process.
+//
+// A failure on one slot does not stop the others: err joins one error per
+// failed slot, naming it and wrapping the cause (so errors.Is(err,
+// fs.ErrPermission) works), and the names removed are returned with it. A
+// missing swarm directory yields nil, nil.
+func PruneDead(workspaceDir string) ([]string, error) {
+	swarm := filepath.Join(workspaceDir, SwarmDir)
+	statuses, trash, err := scan(swarm)
+	if err != nil || statuses == nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, s := range statuses {
+		if !s.State.Dead() {
+			continue
+		}
+		ok, err := pruneSlot(swarm, s.Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("slotgc: prune slot %q: %w", s.Name, err))
+		}
+		if ok {
+			removed = append(removed, s.Name)
+		}
+	}
+	errs = append(errs, finishLeftovers(swarm, trash)...)
+	return removed, errors.Join(errs...)
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// inFlight holds the trash paths this process is removing right now, so
+// that finishLeftovers does not race a sibling goroutine.
+var inFlight sync.Map
+
+// pruneSlot removes the slot if it is still dead, reporting whether it did.
+// A slot that is no longer there or no longer dead is not an error: another
+// PruneDead, or its owner, got to it first.
+func pruneSlot(swarm, name string) (bool, error) {
+	var ps probeScope
+	slotPath := filepath.Join(swarm, name)
+	if !classify(slotPath, name, &ps).State.Dead() {
+		return false, nil
+	}
+	trash := filepath.Join(swarm, TrashPrefix+strconv.Itoa(os.Getpid())+"."+strconv.FormatUint(rand.Uint64(), 36))
+	inFlight.Store(trash, true)
+	defer inFlight.Delete(trash)
+	if err := os.Rename(slotPath, trash); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("detach: %w", err)
+	}
+	if !classify(trash, name, &ps).State.Dead() {
+		return false, restore(trash, slotPath)
+	}
+	if err := os.RemoveAll(trash); err != nil {
+		return false, fmt.Errorf("remove detached tree (the next PruneDead retries): %w", err)
+	}
+	return true, nil
+}
+
+// restore puts back a slot that came back to life after it was detached.
+func restore(trash, slotPath string) error {
+	if exists(slotPath) {
+		return fmt.Errorf("slot came back to life while being pruned and a new one took its name; its tree is kept at %s", trash)
+	}
+	if err := os.Rename(trash, slotPath); err != nil {
+		return fmt.Errorf("slot came back to life while being pruned; its tree is kept at %s: %w", trash, err)
+	}
+	return nil
+}
+
+// finishLeftovers removes the trash entries of PruneDead calls that are no
+// longer running, sparing any that holds a pid file naming a live process.
+func finishLeftovers(swarm string, trash []string) []error {
+	var errs []error
+	var ps probeScope
+	for _, name := range trash {
+		path := filepath.Join(swarm, name)
+		owner := trashOwner(name)
+		if _, busy := inFlight.Load(path); busy || owner != os.Getpid() && Alive(owner) {
+			continue
+		}
+		if st := classify(path, name, &ps); st.State == Live {
+			errs = append(errs, fmt.Errorf("slotgc: detached tree %s holds live pid %d; left in place", path, st.PID))
+			continue
+		}
+		if err := os.RemoveAll(path); err != nil {
+			errs = append(errs, fmt.Errorf("slotgc: finish removing %s: %w", path, err))
+		}
+	}
+	return errs
+}
+
+// trashOwner returns the pid of the PruneDead process that named a trash
+// entry, or 0 for a name not of PruneDead's making.
+func trashOwner(name string) int {
+	pidText, _, _ := strings.Cut(strings.TrimPrefix(name, TrashPrefix), ".")
+	pid, _ := strconv.Atoi(pidText)
+	return pid
+}
+
+// Alive reports whether pid names a process that has not exited. A process
+// of another user counts as alive. Pids outside 1..2³¹-1 are never alive
+// (kill(2) reads 0 and -1 as a process group and every process).
+//
+// Alive has no pid file to compare start times against, so it cannot tell a
+// reused pid; Scan can.
+//
+// On Linux a zombie (exited, not yet reaped) is not alive. On other Unix
+// systems a zombie counts as alive until its parent reaps it, because the
+// standard library offers no cheap way to see the process state there. On
+// Windows a process whose handle is signalled (it has exited) is not alive;
+// a process that cannot even be opened for querying counts as alive.
+func Alive(pid int) bool {
+	if !validPID(pid) {
+		return false
+	}
+	var ps probeScope
+	return probe(pid, time.Time{}, &ps) == Live
+}
+
+// validPID reports whether pid can name a single process: kill(2) reads 0
+// as the caller's process group and negative pids as groups (-1: every
+// process), and pids are 32-bit signed on Unix and 32-bit on Windows.
+func validPID(pid int) bool {
+	return pid >= 1 && pid <= math.MaxInt32
+}
+
+// Kill ends the process pid and reports whether it is gone.
+//
+// A pid below 1 is reported gone without any signal, since kill(2) would
+// read it as a process group (0) or every process (-1); likewise a pid above
+// 2³¹-1, which no process can have. Pid 1 and the caller's own pid are never
+// signalled and yield false. A process that is already gone yields true.
+// Otherwise Kill asks the process to stop, waits up to 2 seconds for it to
+// exit, then forces it and waits briefly; it returns true iff the process is
+// gone. A zombie counts as gone on Linux and Windows.
+//
+// On Linux every signal goes through one pidfd opened at the start, so a pid
+// recycled while Kill waits is never signalled; Kill wakes on the pidfd the
+// moment the process exits. Where pidfd_open is unavailable (Linux before
+// 5.3, or a sandbox that forbids it) and on other Unix systems, Kill signals
+// the pid with kill(2) and polls with a backoff starting at 100µs; there a
+// zombie is only seen as gone once reaped. The request to stop is SIGTERM
+// and the force SIGKILL.
+//
+// On Windows, which has no SIGTERM, Kill terminates the process through one
+// handle opened at the start and waits on that handle for the exit.
+func Kill(pid int) bool {
+	switch {
+	case pid < 1 || pid > math.MaxInt32:
+		return true
+	case pid == 1 || pid == os.Getpid():
+		return false
+	}
+	return kill(pid)
+}
+
+// parsePID parses a pid file's content: ASCII whitespace around decimal
+// digits naming a pid from 2 to 2³¹-1.
+func parsePID(content []byte) (int, error) {
+	digits := trimASCIISpace(content)
+	if len(digits) == 0 {
+		return 0, errEmptyPIDFile
+	}
+	pid := 0
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, errNotAPID
+		}
+		pid = pid*10 + int(c-'0')
+		if pid > math.MaxInt32 {
+			return 0, errPIDRange
+		}
+	}
+	if pid < 2 {
+		return 0, errPIDRange
+	}
+	return pid, nil
+}
+
+var (
+	errEmptyPIDFile = errors.New("pid file is empty")
+	errNotAPID      = errors.New("pid file does not hold a decimal number")
+	errPIDRange     = errors.New("pid file names a pid outside 2..2147483647")
+	errNotRegular   = errors.New("pid file is not a regular file")
+	errTooLarge     = errors.New("pid file is larger than 64 bytes")
+)
+
+func trimASCIISpace(b []byte) []byte {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r' }
+	for len(b) > 0 && isSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// reused reports whether a process that started at start cannot be the
+// leaf that wrote its pid file at written.
+func reused(start, written time.Time) bool {
+	return !start.IsZero() && !written.IsZero() && start.After(written.Add(startTolerance))
+}
+
+// checkPIDFileInfo applies the rules a pid file's metadata must meet.
+func checkPIDFileInfo(path string, regular bool, size int64) error {
+	switch {
+	case !regular:
+		return &fs.PathError{Op: "read", Path: path, Err: errNotRegular}
+	case size > maxPIDFileSize:
+		return &fs.PathError{Op: "read", Path: path, Err: errTooLarge}
+	}
+	return nil
+}
+
+// readAtMost reads from r into buf until end of file or until buf is
+// full, whichever comes first.
+func readAtMost[R interface{ Read([]byte) (int, error) }](r R, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err == io.EOF || m == 0 && err == nil {
+			break
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// parsePIDContent parses what was read from the pid file at path, wrapping
+// any complaint with the path.
+func parsePIDContent(path string, content []byte) (int, error) {
+	if len(content) > maxPIDFileSize {
+		return 0, &fs.PathError{Op: "read", Path: path, Err: errTooLarge}
+	}
+	pid, err := parsePID(content)
+	if err != nil {
+		return 0, &fs.PathError{Op: "parse", Path: path, Err: err}
+	}
+	return pid, nil
+}

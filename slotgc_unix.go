@@ -1,0 +1,137 @@
+//go:build unix
+
+package slotgc
+
+import (
+	"errors"
+	"io/fs"
+	"syscall"
+	"time"
+)
+
+// readPIDFile reads the pid file at path and returns the pid it names and
+// the time it was last written.
+//
+// The file is checked with lstat before it is opened, so a FIFO, device or
+// directory is never opened at all, and opened with O_NOFOLLOW so that a
+// symlink swapped in meanwhile is refused rather than followed; O_NONBLOCK
+// keeps even a file swapped for a FIFO in that window from blocking.
+func readPIDFile(path string) (int, time.Time, error) {
+	var st syscall.Stat_t
+	if err := ignoringEINTR(func() error { return syscall.Lstat(path, &st) }); err != nil {
+		return 0, time.Time{}, &fs.PathError{Op: "lstat", Path: path, Err: err}
+	}
+	if err := checkPIDFileInfo(path, st.Mode&syscall.S_IFMT == syscall.S_IFREG, st.Size); err != nil {
+		return 0, time.Time{}, err
+	}
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return 0, time.Time{}, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	var buf [maxPIDFileSize + 1]byte
+	n, err := readAtMost(fdReader(fd), buf[:])
+	syscall.Close(fd)
+	if err != nil {
+		return 0, time.Time{}, &fs.PathError{Op: "read", Path: path, Err: err}
+	}
+	pid, err := parsePIDContent(path, buf[:n])
+	return pid, modTime(&st), err
+}
+
+// fdReader reads a file descriptor without the os package's bookkeeping.
+type fdReader int
+
+func (fd fdReader) Read(p []byte) (int, error) {
+	for {
+		n, err := syscall.Read(int(fd), p)
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case err != nil:
+			return 0, err
+		}
+		return n, nil
+	}
+}
+
+func ignoringEINTR(call func() error) error {
+	for {
+		if err := call(); !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
+}
+
+// probe returns the verdict on a usable pid whose pid file was last
+// written at written (zero: unknown).
+//
+// kill(pid, 0) tells whether the pid exists: ESRCH means it does not; EPERM
+// means it belongs to another user and so exists
+// (https://man7.org/linux/man-pages/man2/kill.2.html). Only then is the
+// process's own state asked for, where the system offers it.
+func probe(pid int, written time.Time, ps *probeScope) State {
+	if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		return Gone
+	}
+	return existingProcessState(pid, written, ps)
+}
+
+// killByPID is Kill through kill(2) on the bare pid, for systems without
+// process handles: it waits by polling, and a pid recycled while it waits
+// could be signalled.
+func killByPID(pid int) bool {
+	gone := func() bool {
+		var ps probeScope
+		return probe(pid, time.Time{}, &ps) == Gone
+	}
+	if gone() {
+		return true
+	}
+	return escalate(
+		func(sig syscall.Signal) error { return syscall.Kill(pid, sig) },
+		func(limit time.Duration) bool { return pollUntil(gone, limit) })
+}
+
+// escalate asks a process to stop with SIGTERM, gives it killGrace to exit,
+// then forces it with SIGKILL and gives that killSettle to show, reporting
+// whether the process is gone. A signal that fails with ESRCH means the
+// process is already gone; any other failure (EPERM) that it cannot be
+// killed.
+func escalate(signal func(syscall.Signal) error, exited func(time.Duration) bool) bool {
+	for _, step := range []struct {
+		sig  syscall.Signal
+		wait time.Duration
+	}{{syscall.SIGTERM, killGrace}, {syscall.SIGKILL, killSettle}} {
+		if err := signal(step.sig); err != nil {
+			return errors.Is(err, syscall.ESRCH)
+		}
+		if exited(step.wait) {
+			return true
+		}
+	}
+	return false
+}
+
+// pollUntil calls done with a backoff from 100µs up to 5ms until it
+// returns true or limit has passed, and reports whether it returned true.
+func pollUntil(done func() bool, limit time.Duration) bool {
+	const (
+		firstPause = 100 * time.Microsecond
+		maxPause   = 5 * time.Millisecond
+	)
+	deadline := time.Now().Add(limit)
+	for pause := firstPause; ; pause = min(2*pause, maxPause) {
+		if done() {
+			return true
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		time.Sleep(min(pause, left))
+	}
+}

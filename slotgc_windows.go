@@ -1,0 +1,100 @@
+//go:build windows
+
+package slotgc
+
+import (
+	"errors"
+	"os"
+	"syscall"
+	"time"
+)
+
+// probeScope is empty: Windows answers each probe from the process handle.
+type probeScope struct{}
+
+const (
+	// processQueryLimitedInformation is granted even for protected
+	// processes, unlike PROCESS_QUERY_INFORMATION
+	// (https://learn.microsoft.com/windows/win32/procthread/process-security-and-access-rights).
+	processQueryLimitedInformation = 0x1000
+
+	// errorInvalidParameter is OpenProcess's answer for a pid that names no
+	// process.
+	errorInvalidParameter = syscall.Errno(87)
+)
+
+// readPIDFile reads the pid file at path and returns the pid it names and
+// the time it was last written. Lstat comes first so that a symlink or
+// junction is refused, never followed.
+func readPIDFile(path string) (int, time.Time, error) {
+	info, err := os.Lstat(path)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if err := checkPIDFileInfo(path, info.Mode().IsRegular(), info.Size()); err != nil {
+		return 0, time.Time{}, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	defer f.Close()
+	var buf [maxPIDFileSize + 1]byte
+	n, err := readAtMost(f, buf[:])
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	pid, err := parsePIDContent(path, buf[:n])
+	return pid, info.ModTime(), err
+}
+
+// probe returns the verdict on a usable pid whose pid file was last
+// written at written (zero: unknown). os.Process.Signal(0) cannot serve
+// here: on Windows it implements only os.Kill and fails for every other
+// signal (https://pkg.go.dev/os#Process.Signal), so the process is opened
+// and its handle asked instead. A process that exists
+// but cannot be opened (access denied) counts as alive.
+func probe(pid int, written time.Time, _ *probeScope) State {
+	h, err := syscall.OpenProcess(processQueryLimitedInformation|syscall.SYNCHRONIZE, false, uint32(pid))
+	if err != nil {
+		if errors.Is(err, errorInvalidParameter) {
+			return Gone
+		}
+		return Live
+	}
+	defer syscall.CloseHandle(h)
+	if exited(h, 0) {
+		return Gone
+	}
+	var created, exitTime, kernelTime, userTime syscall.Filetime
+	if err := syscall.GetProcessTimes(h, &created, &exitTime, &kernelTime, &userTime); err == nil &&
+		reused(time.Unix(0, created.Nanoseconds()), written) {
+		return Reused
+	}
+	return Live
+}
+
+// kill terminates the process through one handle opened at the start, so a
+// pid recycled meanwhile is never touched, and waits on that handle.
+func kill(pid int) bool {
+	h, err := syscall.OpenProcess(syscall.PROCESS_TERMINATE|syscall.SYNCHRONIZE, false, uint32(pid))
+	if err != nil {
+		return errors.Is(err, errorInvalidParameter)
+	}
+	defer syscall.CloseHandle(h)
+	if exited(h, 0) {
+		return true
+	}
+	if err := syscall.TerminateProcess(h, 1); err != nil {
+		// Terminating a process that is already exiting is refused.
+		return exited(h, killSettle)
+	}
+	return exited(h, killGrace)
+}
+
+// exited waits up to limit for the process handle to be signalled, which
+// it is once the process has exited.
+func exited(h syscall.Handle, limit time.Duration) bool {
+	event, err := syscall.WaitForSingleObject(h, uint32(limit.Milliseconds()))
+	return err == nil && event == syscall.WAIT_OBJECT_0
+}
