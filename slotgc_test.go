@@ -1,0 +1,718 @@
+package slotgc
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// removalBroken, where not empty, says why os.RemoveAll cannot work on
+// this system, so tests of removal skip.
+var removalBroken string
+
+// helperEnv selects what the re-executed test binary does instead of
+// running tests; see TestMain.
+const helperEnv = "SLOTGC_TEST_HELPER"
+
+const (
+	// childLifetime bounds how long a "sleep" helper lives if nobody kills
+	// it, so a crashed test run leaves nothing behind for long.
+	childLifetime = 5 * time.Minute
+	// settleTimeout bounds waits for a child to reach a state the test
+	// needs (ready, zombie).
+	settleTimeout = 10 * time.Second
+	// promptKill is the most a Kill of a process that dies at the first
+	// request may take: far below the 2 s grace, so a Kill that waited out
+	// the grace fails the test.
+	promptKill = 1 * time.Second
+)
+
+// TestMain runs the helper modes of the re-executed test binary:
+//
+//	sleep        sleep until killed
+//	ignore-term  ignore SIGTERM, say "ready" on stdout, sleep until killed
+//	exit         exit at once
+//	call         run the slotgc call named by the helper's arguments and
+//	             print its result as JSON (used to run as another user)
+func TestMain(m *testing.M) {
+	switch os.Getenv(helperEnv) {
+	case "":
+		os.Exit(m.Run())
+	case "sleep":
+		time.Sleep(childLifetime)
+	case "ignore-term":
+		ignoreTerm()
+		fmt.Println("ready")
+		time.Sleep(childLifetime)
+	case "exit":
+	case "call":
+		os.Exit(runCall(os.Args[len(os.Args)-2], os.Args[len(os.Args)-1]))
+	default:
+		fmt.Fprintln(os.Stderr, "unknown helper mode")
+		os.Exit(2)
+	}
+	os.Exit(0)
+}
+
+// callResult is what a "call" helper prints.
+type callResult struct {
+	Names      []string
+	Slots      []Slot
+	Bool       bool
+	Err        string
+	Permission bool // errors.Is(err, fs.ErrPermission)
+}
+
+func runCall(call, arg string) int {
+	var r callResult
+	var err error
+	switch call {
+	case "DeadSlots":
+		r.Names, err = DeadSlots(arg)
+	case "LiveSlots":
+		r.Slots, err = LiveSlots(arg)
+	case "PruneDead":
+		r.Names, err = PruneDead(arg)
+	case "Alive":
+		pid, _ := strconv.Atoi(arg)
+		r.Bool = Alive(pid)
+	case "Kill":
+		pid, _ := strconv.Atoi(arg)
+		r.Bool = Kill(pid)
+	default:
+		fmt.Fprintln(os.Stderr, "unknown call", call)
+		return 2
+	}
+	if err != nil {
+		r.Err = err.Error()
+		r.Permission = errors.Is(err, fs.ErrPermission)
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
+		return 2
+	}
+	return 0
+}
+
+// helperCmd returns a command that re-executes the test binary in mode.
+func helperCmd(t *testing.T, exe, mode string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(exe, append([]string{"-test.run=^$"}, args...)...)
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+func testBinary(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}
+
+// startChild starts a helper child in mode and kills and reaps it when the
+// test ends. For "ignore-term" it returns once the child says it is ready.
+func startChild(t *testing.T, mode string) *exec.Cmd {
+	t.Helper()
+	cmd := helperCmd(t, testBinary(t), mode)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reaped := make(chan struct{})
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		close(reaped)
+	})
+	if mode == "ignore-term" {
+		ready := make(chan bool, 1)
+		go func() { ready <- bufio.NewScanner(stdout).Scan() }()
+		select {
+		case ok := <-ready:
+			if !ok {
+				t.Fatal("ignore-term child did not say ready")
+			}
+		case <-time.After(settleTimeout):
+			t.Fatal("ignore-term child not ready in time")
+		}
+	}
+	return cmd
+}
+
+// deadPID returns the pid of a child that was started and reaped: surely
+// dead, and until the system wraps its pids around, surely unused.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	cmd := helperCmd(t, testBinary(t), "exit")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+// workspace returns a new workspace directory with an empty swarm
+// directory in it, and the swarm directory's path.
+func workspace(t *testing.T) (ws, swarm string) {
+	t.Helper()
+	ws = tempDir(t)
+	swarm = filepath.Join(ws, SwarmDir)
+	if err := os.MkdirAll(swarm, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return ws, swarm
+}
+
+// tempDir is t.TempDir, except where os.RemoveAll is known not to work
+// (removalBroken): there the directory is left behind rather than the
+// test failed.
+func tempDir(t *testing.T) string {
+	t.Helper()
+	if removalBroken == "" {
+		return t.TempDir()
+	}
+	dir, err := os.MkdirTemp("", "slotgc-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// skipIfRemovalBroken skips a test whose subject is removing trees where
+// os.RemoveAll does not work.
+func skipIfRemovalBroken(t *testing.T) {
+	t.Helper()
+	if removalBroken != "" {
+		t.Skip(removalBroken)
+	}
+}
+
+// addSlot makes the slot directory name in swarm with a pid file holding
+// content, or with no pid file when content is noPIDFile.
+func addSlot(t *testing.T, swarm, name, content string) string {
+	t.Helper()
+	dir := filepath.Join(swarm, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(content, "\x00") {
+		if err := os.WriteFile(filepath.Join(dir, PIDFile), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// Contents of addSlot that stand for something other than a pid file's text.
+const (
+	noPIDFile    = "\x00no pid file"
+	pidFileIsDir = "\x00pid file is a directory"
+)
+
+func pidLine(pid int) string { return strconv.Itoa(pid) + "\n" }
+
+func states(statuses []SlotStatus) map[string]State {
+	m := make(map[string]State, len(statuses))
+	for _, s := range statuses {
+		m[s.Name] = s.State
+	}
+	return m
+}
+
+func TestParsePID(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		want    int
+		wantErr error
+	}{
+		{"plain", "1234\n", 1234, nil},
+		{"no newline", "1234", 1234, nil},
+		{"ascii whitespace around", " \t\r\v\f42 \n\n", 42, nil},
+		{"leading zeros", "0042\n", 42, nil},
+		{"lowest pid", "2", 2, nil},
+		{"highest pid", "2147483647", math.MaxInt32, nil},
+		{"empty", "", 0, errEmptyPIDFile},
+		{"only whitespace", " \n\t", 0, errEmptyPIDFile},
+		{"zero", "0\n", 0, errPIDRange},
+		{"init", "1\n", 0, errPIDRange},
+		{"just past 2^31-1", "2147483648", 0, errPIDRange},
+		{"far past 2^63", "99999999999999999999999", 0, errPIDRange},
+		{"negative", "-1\n", 0, errNotAPID},
+		{"plus sign", "+42\n", 0, errNotAPID},
+		{"hex", "0x2a\n", 0, errNotAPID},
+		{"two numbers", "42 43\n", 0, errNotAPID},
+		{"trailing NUL", "42\x00", 0, errNotAPID},
+		{"non-ASCII space", "\u00a042", 0, errNotAPID},
+		{"next line", "42\u0085", 0, errNotAPID},
+		{"full-width digits", "４２", 0, errNotAPID},
+		{"float", "42.0", 0, errNotAPID},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parsePID([]byte(tc.content))
+			if got != tc.want || !errors.Is(err, tc.wantErr) || (err == nil) != (tc.wantErr == nil) {
+				t.Errorf("parsePID(%q) = %d, %v, want %d, %v", tc.content, got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func FuzzParsePID(f *testing.F) {
+	for _, seed := range []string{"1234\n", " 2 ", "2147483647", "2147483648", "0", "", "-1", "\u00a042", "00000000000000000000042"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, content []byte) {
+		pid, err := parsePID(content)
+		if err != nil {
+			if pid != 0 {
+				t.Fatalf("parsePID(%q) = %d, %v: a pid with an error", content, pid, err)
+			}
+			return
+		}
+		if pid < 2 || pid > math.MaxInt32 {
+			t.Fatalf("parsePID(%q) = %d, outside 2..2^31-1", content, pid)
+		}
+		// An accepted file is digits in ASCII whitespace naming that pid.
+		text := strings.Trim(string(content), " \t\n\v\f\r")
+		if n, err := strconv.ParseUint(text, 10, 64); err != nil || n != uint64(pid) {
+			t.Fatalf("parsePID(%q) = %d, but the digits read %d, %v", content, pid, n, err)
+		}
+	})
+}
+
+func TestMissingSwarm(t *testing.T) {
+	ws := tempDir(t)
+	if err := os.Mkdir(filepath.Join(ws, ".bones"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		ws   string
+	}{
+		{"no workspace", filepath.Join(ws, "absent")},
+		{"no .bones", tempDir(t)},
+		{"no swarm", ws},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, err := DeadSlots(tc.ws); got != nil || err != nil {
+				t.Errorf("DeadSlots(ws) = %v, %v, want nil, nil", got, err)
+			}
+			if got, err := LiveSlots(tc.ws); got != nil || err != nil {
+				t.Errorf("LiveSlots(ws) = %v, %v, want nil, nil", got, err)
+			}
+			if got, err := PruneDead(tc.ws); got != nil || err != nil {
+				t.Errorf("PruneDead(ws) = %v, %v, want nil, nil", got, err)
+			}
+			if got, err := Scan(tc.ws); got != nil || err != nil {
+				t.Errorf("Scan(ws) = %v, %v, want nil, nil", got, err)
+			}
+		})
+	}
+}
+
+func TestSwarmNotADirectory(t *testing.T) {
+	ws := tempDir(t)
+	if err := os.Mkdir(filepath.Join(ws, ".bones"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	swarm := filepath.Join(ws, SwarmDir)
+	if err := os.WriteFile(swarm, []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	calls := []struct {
+		name string
+		call func(string) (any, error)
+	}{
+		{"DeadSlots", func(ws string) (any, error) { return DeadSlots(ws) }},
+		{"LiveSlots", func(ws string) (any, error) { return LiveSlots(ws) }},
+		{"PruneDead", func(ws string) (any, error) { return PruneDead(ws) }},
+	}
+	for _, c := range calls {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := c.call(ws)
+			var pe *fs.PathError
+			if err == nil || !errors.As(err, &pe) || !strings.Contains(err.Error(), swarm) {
+				t.Fatalf("%s(ws) = %v, %v, want an error naming %s and wrapping the cause", c.name, got, err, swarm)
+			}
+			if !reflect.ValueOf(got).IsNil() {
+				t.Errorf("%s(ws) = %v with the error, want nil", c.name, got)
+			}
+		})
+	}
+	if _, err := os.Stat(swarm); err != nil {
+		t.Errorf("the swarm file is gone: %v", err)
+	}
+}
+
+// TestVerdicts builds one workspace with every kind of slot and checks the
+// verdict Scan reaches on each, and that DeadSlots, LiveSlots and PruneDead
+// agree with it.
+func TestVerdicts(t *testing.T) {
+	ws, swarm := workspace(t)
+	live := startChild(t, "sleep").Process.Pid
+	dead := deadPID(t)
+
+	tests := []struct {
+		name    string
+		content string
+		want    State
+	}{
+		{"live", pidLine(live), Live},
+		{"live-padded", "  " + strconv.Itoa(live) + " \r\n", Live},
+		{"gone", pidLine(dead), Gone},
+		{"gone-no-newline", strconv.Itoa(dead), Gone},
+		{"no-pid-file", noPIDFile, NoPIDFile},
+		{"empty", "", BadPIDFile},
+		{"garbage", "leaf\n", BadPIDFile},
+		{"zero", "0\n", BadPIDFile},
+		{"minus-one", "-1\n", BadPIDFile},
+		{"init", "1\n", BadPIDFile},
+		{"too-big-a-pid", "2147483648\n", BadPIDFile},
+		{"oversized", strings.Repeat(" ", maxPIDFileSize) + pidLine(dead), BadPIDFile},
+		{"pid-file-is-dir", pidFileIsDir, BadPIDFile},
+	}
+	for _, tc := range tests {
+		dir := addSlot(t, swarm, tc.name, tc.content)
+		if tc.content == pidFileIsDir {
+			if err := os.Mkdir(filepath.Join(dir, PIDFile), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Entries that are not slots: a file and the trash of a PruneDead.
+	if err := os.WriteFile(filepath.Join(swarm, "stray-file"), []byte(pidLine(dead)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addSlot(t, swarm, TrashPrefix+"1.x", pidLine(live))
+
+	statuses, err := Scan(ws)
+	if err != nil {
+		t.Fatalf("Scan(ws) error: %v", err)
+	}
+	got := states(statuses)
+	want := map[string]State{}
+	for _, tc := range tests {
+		want[tc.name] = tc.want
+		t.Run(tc.name, func(t *testing.T) {
+			if got[tc.name] != tc.want {
+				t.Errorf("Scan(ws) says %s for slot %q, want %s", got[tc.name], tc.name, tc.want)
+			}
+		})
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Scan(ws) = %v, want %v", got, want)
+	}
+	if !slices.IsSortedFunc(statuses, func(a, b SlotStatus) int { return strings.Compare(a.Name, b.Name) }) {
+		t.Errorf("Scan(ws) is not sorted by name: %v", statuses)
+	}
+	for _, s := range statuses {
+		usable := s.State != NoPIDFile && s.State != BadPIDFile
+		if usable == (s.PID == 0) || usable != (s.Err == nil) {
+			t.Errorf("Scan(ws) slot %q = %+v: PID and Err do not fit the state", s.Name, s)
+		}
+	}
+
+	wantDead := []string{"gone", "gone-no-newline"}
+	if dead, err := DeadSlots(ws); !slices.Equal(dead, wantDead) || err != nil {
+		t.Errorf("DeadSlots(ws) = %v, %v, want %v, nil", dead, err, wantDead)
+	}
+	wantLive := []Slot{{"live", live}, {"live-padded", live}}
+	if got, err := LiveSlots(ws); !slices.Equal(got, wantLive) || err != nil {
+		t.Errorf("LiveSlots(ws) = %v, %v, want %v, nil", got, err, wantLive)
+	}
+
+	if removalBroken != "" {
+		t.Log("PruneDead not checked here: ", removalBroken)
+		return
+	}
+	if got, err := PruneDead(ws); !slices.Equal(got, wantDead) || err != nil {
+		t.Errorf("PruneDead(ws) = %v, %v, want %v, nil", got, err, wantDead)
+	}
+	for name, state := range want {
+		_, err := os.Lstat(filepath.Join(swarm, name))
+		if state.Dead() != errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("after PruneDead, slot %q (%s): Lstat error %v", name, state, err)
+		}
+	}
+	for _, name := range []string{"stray-file", TrashPrefix + "1.x"} {
+		if _, err := os.Lstat(filepath.Join(swarm, name)); err != nil {
+			t.Errorf("PruneDead removed %q, which is no dead slot: %v", name, err)
+		}
+	}
+}
+
+func TestReusedPID(t *testing.T) {
+	if runtime.GOOS != "linux" && runtime.GOOS != "windows" {
+		t.Skipf("no reuse guard on %s: the standard library gives no process start time there", runtime.GOOS)
+	}
+	ws, swarm := workspace(t)
+	live := startChild(t, "sleep").Process.Pid
+	tests := []struct {
+		name string
+		age  time.Duration // how long before now the pid file was last written
+		want State
+	}{
+		{"written an hour before the process started", time.Hour, Reused},
+		{"written within the tolerance", 0, Live},
+	}
+	for _, tc := range tests {
+		dir := addSlot(t, swarm, tc.name, pidLine(live))
+		old := time.Now().Add(-tc.age)
+		if err := os.Chtimes(filepath.Join(dir, PIDFile), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	statuses, err := Scan(ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := states(statuses)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got[tc.name] != tc.want {
+				t.Errorf("Scan(ws) says %s, want %s", got[tc.name], tc.want)
+			}
+		})
+	}
+	wantDead := []string{tests[0].name}
+	if dead, err := DeadSlots(ws); !slices.Equal(dead, wantDead) || err != nil {
+		t.Errorf("DeadSlots(ws) = %v, %v, want %v, nil", dead, err, wantDead)
+	}
+	if !Alive(live) {
+		t.Errorf("Alive(%d) = false for the live child whose pid looks reused, want true: Alive has no pid file to judge reuse by", live)
+	}
+	skipIfRemovalBroken(t)
+	if got, err := PruneDead(ws); !slices.Equal(got, wantDead) || err != nil {
+		t.Errorf("PruneDead(ws) = %v, %v, want %v, nil", got, err, wantDead)
+	}
+	if !Alive(live) {
+		t.Error("PruneDead of a reused slot harmed the process that reused the pid")
+	}
+}
+
+func TestSymlinkedSlotSurvives(t *testing.T) {
+	skipIfRemovalBroken(t)
+	ws, swarm := workspace(t)
+	target := filepath.Join(tempDir(t), "outside")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(target, PIDFile), []byte(pidLine(deadPID(t))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(swarm, "linked")); err != nil {
+		t.Skipf("cannot make a symlink here: %v", err)
+	}
+	if got, err := DeadSlots(ws); got != nil || err != nil {
+		t.Errorf("DeadSlots(ws) = %v, %v, want nil, nil: a symlink is no slot", got, err)
+	}
+	if got, err := PruneDead(ws); got != nil || err != nil {
+		t.Errorf("PruneDead(ws) = %v, %v, want nil, nil", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(target, PIDFile)); err != nil {
+		t.Errorf("the symlinked slot's target lost its pid file: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(swarm, "linked")); err != nil {
+		t.Errorf("the symlink itself is gone: %v", err)
+	}
+}
+
+func TestSymlinkedPIDFile(t *testing.T) {
+	ws, swarm := workspace(t)
+	live := startChild(t, "sleep").Process.Pid
+	real := filepath.Join(tempDir(t), "pid")
+	if err := os.WriteFile(real, []byte(pidLine(live)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := addSlot(t, swarm, "link", noPIDFile)
+	if err := os.Symlink(real, filepath.Join(dir, PIDFile)); err != nil {
+		t.Skipf("cannot make a symlink here: %v", err)
+	}
+	statuses, err := Scan(ws)
+	if err != nil || len(statuses) != 1 || statuses[0].State != BadPIDFile {
+		t.Errorf("Scan(ws) = %+v, %v, want one slot in state %s", statuses, err, BadPIDFile)
+	}
+}
+
+func TestPruneDeadConcurrent(t *testing.T) {
+	skipIfRemovalBroken(t)
+	ws, swarm := workspace(t)
+	live := startChild(t, "sleep").Process.Pid
+	dead := deadPID(t)
+	var wantRemoved []string
+	for i := range 40 {
+		name := fmt.Sprintf("slot-%02d", i)
+		content := pidLine(dead)
+		if i%4 == 0 {
+			content = pidLine(live)
+		} else {
+			wantRemoved = append(wantRemoved, name)
+		}
+		dir := addSlot(t, swarm, name, content)
+		// Some depth, so that removals take long enough to overlap.
+		for j := range 20 {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d", j)), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const callers = 8
+	results := make([][]string, callers)
+	errs := make([]error, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() { results[i], errs[i] = PruneDead(ws) })
+	}
+	wg.Wait()
+	var all []string
+	for i := range callers {
+		if errs[i] != nil {
+			t.Errorf("PruneDead call %d: error %v", i, errs[i])
+		}
+		all = append(all, results[i]...)
+	}
+	slices.Sort(all)
+	if !slices.Equal(all, wantRemoved) {
+		t.Errorf("PruneDead calls removed %v together, want each of %v exactly once", all, wantRemoved)
+	}
+	entries, err := os.ReadDir(swarm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	wantLeft := []string{"slot-00", "slot-04", "slot-08", "slot-12", "slot-16", "slot-20", "slot-24", "slot-28", "slot-32", "slot-36"}
+	if !slices.Equal(left, wantLeft) {
+		t.Errorf("after PruneDead the swarm holds %v, want %v", left, wantLeft)
+	}
+}
+
+func TestPruneDeadFinishesLeftovers(t *testing.T) {
+	skipIfRemovalBroken(t)
+	ws, swarm := workspace(t)
+	dead := deadPID(t)
+	live := startChild(t, "sleep").Process.Pid
+	tests := []struct {
+		name      string
+		content   string
+		wantKept  bool
+		wantError bool
+	}{
+		{TrashPrefix + strconv.Itoa(dead) + ".crashed", noPIDFile, false, false},
+		{TrashPrefix + strconv.Itoa(dead) + ".crashed-early", pidLine(dead), false, false},
+		{TrashPrefix + "junk", "garbage", false, false},
+		{TrashPrefix + strconv.Itoa(live) + ".busy", noPIDFile, true, false},
+		{TrashPrefix + strconv.Itoa(dead) + ".revived", pidLine(live), true, true},
+	}
+	for _, tc := range tests {
+		addSlot(t, swarm, tc.name, tc.content)
+	}
+	got, err := PruneDead(ws)
+	if got != nil {
+		t.Errorf("PruneDead(ws) = %v, want no slot names: trash entries are not slots", got)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, statErr := os.Lstat(filepath.Join(swarm, tc.name))
+			if kept := statErr == nil; kept != tc.wantKept {
+				t.Errorf("after PruneDead, %s kept = %v, want %v", tc.name, kept, tc.wantKept)
+			}
+			if named := err != nil && strings.Contains(err.Error(), tc.name); named != tc.wantError {
+				t.Errorf("PruneDead(ws) error %v; names %s: %v, want %v", err, tc.name, named, tc.wantError)
+			}
+		})
+	}
+}
+
+func TestAlive(t *testing.T) {
+	tests := []struct {
+		name string
+		pid  int
+		want bool
+	}{
+		{"self", os.Getpid(), true},
+		{"live child", startChild(t, "sleep").Process.Pid, true},
+		{"dead child", deadPID(t), false},
+		{"zero", 0, false},
+		{"minus one", -1, false},
+		{"past 2^31-1", math.MaxInt32 + 1, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Alive(tc.pid); got != tc.want {
+				t.Errorf("Alive(%d) = %v, want %v", tc.pid, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestKillRefuses(t *testing.T) {
+	tests := []struct {
+		name string
+		pid  int
+		want bool
+	}{
+		{"process group", 0, true},
+		{"every process", -1, true},
+		{"other group", -2, true},
+		{"past 2^31-1", math.MaxInt32 + 2, true},
+		{"init", 1, false},
+		{"self", os.Getpid(), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Kill(tc.pid); got != tc.want {
+				t.Errorf("Kill(%d) = %v, want %v", tc.pid, got, tc.want)
+			}
+		})
+	}
+	// Still here: neither this process nor its group was signalled.
+}
+
+func TestKill(t *testing.T) {
+	t.Run("already dead", func(t *testing.T) {
+		if pid := deadPID(t); !Kill(pid) {
+			t.Errorf("Kill(%d) = false for a reaped child, want true", pid)
+		}
+	})
+	t.Run("sleeping child", func(t *testing.T) {
+		cmd := startChild(t, "sleep")
+		start := time.Now()
+		if !Kill(cmd.Process.Pid) {
+			t.Fatalf("Kill(%d) = false, want true", cmd.Process.Pid)
+		}
+		if took := time.Since(start); took > promptKill {
+			t.Errorf("Kill took %v for a child that dies on the first request, want under %v", took, promptKill)
+		}
+		err := cmd.Wait()
+		if err == nil || !killedPolitely(cmd.ProcessState) {
+			t.Errorf("child ended with %v, want the polite request (SIGTERM on Unix, termination on Windows)", err)
+		}
+		if Alive(cmd.Process.Pid) {
+			t.Errorf("Alive(%d) = true after Kill", cmd.Process.Pid)
+		}
+	})
+}
