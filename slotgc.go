@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -129,7 +130,7 @@ func Scan(workspaceDir string) ([]SlotStatus, error) {
 // entries PruneDead left there. A missing swarm directory yields nil
 // statuses; an existing one a non-nil slice, empty or not.
 func scan(swarm string) (statuses []SlotStatus, trash []string, err error) {
-	entries, err := os.ReadDir(swarm)
+	entries, err := readDirSorted(swarm)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
 	}
@@ -148,6 +149,28 @@ func scan(swarm string) (statuses []SlotStatus, trash []string, err error) {
 		}
 	}
 	return statuses, trash, nil
+}
+
+// readDirSorted is os.ReadDir, but refuses a path that is not a directory
+// alike on every system: under Wine, reading a file as a directory yields
+// no entries and no error.
+func readDirSorted(dir string) ([]fs.DirEntry, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !info.IsDir() {
+		return nil, &fs.PathError{Op: "readdir", Path: dir, Err: errNotDir}
+	}
+	entries, err := f.ReadDir(-1)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return entries, nil
 }
 
 // classify reaches the verdict on the slot directory at dir.
@@ -392,7 +415,10 @@ var (
 	errNotAPID      = errors.New("pid file does not hold a decimal number")
 	errPIDRange     = errors.New("pid file names a pid outside 2..2147483647")
 	errNotRegular   = errors.New("pid file is not a regular file")
-	errTooLarge     = errors.New("pid file is larger than 64 bytes")
+	// errNotDir is not syscall.ENOTDIR, which on Windows is
+	// ERROR_PATH_NOT_FOUND and so reads as fs.ErrNotExist.
+	errNotDir   = errors.New("not a directory")
+	errTooLarge = errors.New("pid file is larger than 64 bytes")
 )
 
 func trimASCIISpace(b []byte) []byte {
