@@ -182,7 +182,20 @@ func classify(dir, name string, ps *probeScope) SlotStatus {
 	case err != nil:
 		return SlotStatus{Name: name, State: BadPIDFile, Err: err}
 	}
-	return SlotStatus{Name: name, PID: pid, State: probe(pid, written, ps)}
+	return SlotStatus{Name: name, PID: pid, State: verdict(pid, written, ps)}
+}
+
+// verdict applies the rules to what the system tells of pid, whose pid
+// file was last written at written.
+func verdict(pid int, written time.Time, ps *probeScope) State {
+	gone, start := inspect(pid, ps)
+	switch {
+	case gone:
+		return Gone
+	case reused(start, written):
+		return Reused
+	}
+	return Live
 }
 
 // DeadSlots returns the names, sorted, of the slots whose pid file is usable
@@ -346,8 +359,8 @@ func Alive(pid int) bool {
 	if !validPID(pid) {
 		return false
 	}
-	var ps probeScope
-	return probe(pid, time.Time{}, &ps) == Live
+	gone, _ := inspect(pid, nil)
+	return !gone
 }
 
 // validPID reports whether pid can name a single process: kill(2) reads 0
@@ -433,9 +446,10 @@ func trimASCIISpace(b []byte) []byte {
 }
 
 // reused reports whether a process that started at start cannot be the
-// leaf that wrote its pid file at written.
+// leaf that wrote its pid file at written. A zero start (unknown) is never
+// reused.
 func reused(start, written time.Time) bool {
-	return !start.IsZero() && !written.IsZero() && start.After(written.Add(startTolerance))
+	return !start.IsZero() && start.After(written.Add(startTolerance))
 }
 
 // checkPIDFileInfo applies the rules a pid file's metadata must meet.

@@ -29,29 +29,27 @@ func modTime(st *syscall.Stat_t) time.Time {
 	return time.Unix(st.Mtim.Unix())
 }
 
-// existingProcessState reads /proc/<pid>/stat of a process that exists.
+// inspectExisting reads /proc/<pid>/stat of a process that exists.
 //
 // A zombie is gone, except a thread-group leader that exited while other
 // threads still run: it shows state Z too, but the process lives on, and
 // its thread count says so. A process whose stat cannot be read (it exited
 // meanwhile, or /proc is mounted with hidepid) counts as alive.
-func existingProcessState(pid int, written time.Time, ps *probeScope) State {
+func inspectExisting(pid int, ps *probeScope) (gone bool, start time.Time) {
 	st, err := readProcStat(pid)
-	if err != nil {
-		return Live
+	switch {
+	case err != nil:
+		return false, time.Time{}
+	case st.exited():
+		return true, time.Time{}
+	case ps == nil:
+		return false, time.Time{}
 	}
-	if st.exited() {
-		return Gone
+	boot, ok := ps.boot()
+	if !ok {
+		return false, time.Time{}
 	}
-	if !written.IsZero() {
-		if boot, ok := ps.boot(); ok {
-			start := boot.Add(time.Duration(st.startTicks) * (time.Second / userHZ))
-			if reused(start, written) {
-				return Reused
-			}
-		}
-	}
-	return Live
+	return false, boot.Add(time.Duration(st.startTicks) * (time.Second / userHZ))
 }
 
 // procStat is what slotgc needs of /proc/<pid>/stat.
@@ -97,11 +95,12 @@ func parseProcStat(line []byte) (procStat, error) {
 	if i < 0 {
 		return procStat{}, errProcStat
 	}
+	// fields[k] is field k+3 of proc_pid_stat(5).
 	fields := bytes.Fields(line[i+1:])
 	const (
-		stateField   = 3 - 3
-		threadsField = 20 - 3
-		startField   = 22 - 3
+		stateField   = 0
+		threadsField = 17
+		startField   = 19
 	)
 	if len(fields) <= startField || len(fields[stateField]) != 1 {
 		return procStat{}, errProcStat
@@ -179,8 +178,7 @@ func kill(pid int) bool {
 	}
 	pidfd := os.NewFile(fd, "pidfd")
 	defer pidfd.Close()
-	var ps probeScope
-	if probe(pid, time.Time{}, &ps) == Gone {
+	if gone, _ := inspect(pid, nil); gone {
 		return true
 	}
 	return escalate(

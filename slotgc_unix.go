@@ -66,18 +66,18 @@ func ignoringEINTR(call func() error) error {
 	}
 }
 
-// probe returns the verdict on a usable pid whose pid file was last
-// written at written (zero: unknown).
+// inspect tells whether pid is gone and, if ps is not nil and the system
+// says, when the process started (zero otherwise).
 //
 // kill(pid, 0) tells whether the pid exists: ESRCH means it does not; EPERM
 // means it belongs to another user and so exists
 // (https://man7.org/linux/man-pages/man2/kill.2.html). Only then is the
 // process's own state asked for, where the system offers it.
-func probe(pid int, written time.Time, ps *probeScope) State {
+func inspect(pid int, ps *probeScope) (gone bool, start time.Time) {
 	if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
-		return Gone
+		return true, time.Time{}
 	}
-	return existingProcessState(pid, written, ps)
+	return inspectExisting(pid, ps)
 }
 
 // killByPID is Kill through kill(2) on the bare pid, for systems without
@@ -85,8 +85,8 @@ func probe(pid int, written time.Time, ps *probeScope) State {
 // could be signalled.
 func killByPID(pid int) bool {
 	gone := func() bool {
-		var ps probeScope
-		return probe(pid, time.Time{}, &ps) == Gone
+		gone, _ := inspect(pid, nil)
+		return gone
 	}
 	if gone() {
 		return true

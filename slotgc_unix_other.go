@@ -13,11 +13,11 @@ type probeScope struct{}
 // modTime is not needed where there is no start time to compare it with.
 func modTime(*syscall.Stat_t) time.Time { return time.Time{} }
 
-// existingProcessState cannot look further than kill(2) did: the standard
+// inspectExisting cannot look further than kill(2) did: the standard
 // library reaches a process's state and start time on these systems only
 // through sysctl structures it does not export, so a zombie counts as alive
 // and reuse goes undetected.
-func existingProcessState(int, time.Time, *probeScope) State { return Live }
+func inspectExisting(int, *probeScope) (gone bool, start time.Time) { return false, time.Time{} }
 
 // kill has no process handle to signal through here; see killByPID.
 func kill(pid int) bool { return killByPID(pid) }

@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// probeScope is empty: Windows answers each probe from the process handle.
+// probeScope is empty: Windows answers each inspection from the process
+// handle.
 type probeScope struct{}
 
 const (
@@ -48,30 +49,28 @@ func readPIDFile(path string) (int, time.Time, error) {
 	return pid, info.ModTime(), err
 }
 
-// probe returns the verdict on a usable pid whose pid file was last
-// written at written (zero: unknown). os.Process.Signal(0) cannot serve
-// here: on Windows it implements only os.Kill and fails for every other
-// signal (https://pkg.go.dev/os#Process.Signal), so the process is opened
-// and its handle asked instead. A process that exists
-// but cannot be opened (access denied) counts as alive.
-func probe(pid int, written time.Time, _ *probeScope) State {
+// inspect tells whether pid is gone and, if ps is not nil, when the
+// process was created (zero if that cannot be read).
+//
+// os.Process.Signal(0) cannot serve here: on Windows it implements only
+// os.Kill and fails for every other signal
+// (https://pkg.go.dev/os#Process.Signal), so the process is opened and its
+// handle asked instead. A process that exists but cannot be opened (access
+// denied) counts as alive.
+func inspect(pid int, ps *probeScope) (gone bool, start time.Time) {
 	h, err := syscall.OpenProcess(processQueryLimitedInformation|syscall.SYNCHRONIZE, false, uint32(pid))
 	if err != nil {
-		if errors.Is(err, errorInvalidParameter) {
-			return Gone
-		}
-		return Live
+		return errors.Is(err, errorInvalidParameter), time.Time{}
 	}
 	defer syscall.CloseHandle(h)
 	if exited(h, 0) {
-		return Gone
+		return true, time.Time{}
 	}
 	var created, exitTime, kernelTime, userTime syscall.Filetime
-	if err := syscall.GetProcessTimes(h, &created, &exitTime, &kernelTime, &userTime); err == nil &&
-		reused(time.Unix(0, created.Nanoseconds()), written) {
-		return Reused
+	if ps == nil || syscall.GetProcessTimes(h, &created, &exitTime, &kernelTime, &userTime) != nil {
+		return false, time.Time{}
 	}
-	return Live
+	return false, time.Unix(0, created.Nanoseconds())
 }
 
 // kill terminates the process through one handle opened at the start, so a
