@@ -202,7 +202,9 @@ func FuzzParseProcStat(f *testing.F) {
 		// The fields picked are the ones after the last ')'.
 		i := strings.LastIndexByte(string(line), ')')
 		fields := strings.Fields(string(line[i+1:]))
-		if string(st.state) != fields[0] || strconv.Itoa(st.threads) != strings.TrimLeft(fields[17], "+") && fmt.Sprint(st.threads) != fields[17] {
+		threads, err1 := strconv.Atoi(fields[17])
+		start, err2 := strconv.ParseUint(fields[19], 10, 64)
+		if string([]byte{st.state}) != fields[0] || err1 != nil || threads != st.threads || err2 != nil || start != st.startTicks {
 			t.Fatalf("parseProcStat(%q) = %+v, fields %q", line, st, fields)
 		}
 	})

@@ -238,6 +238,13 @@ const (
 	pidFileIsDir = "\x00pid file is a directory"
 )
 
+// pastMaxPID returns 2³¹-1 + n, where an int can hold it (not on 32-bit
+// systems). kill(2) would truncate it to a pid_t, so it must never reach one.
+func pastMaxPID(n int64) (int, bool) {
+	pid := int64(math.MaxInt32) + n
+	return int(pid), strconv.IntSize == 64
+}
+
 func pidLine(pid int) string { return strconv.Itoa(pid) + "\n" }
 
 func states(statuses []SlotStatus) map[string]State {
@@ -675,7 +682,13 @@ func TestAlive(t *testing.T) {
 		{"dead child", deadPID(t), false},
 		{"zero", 0, false},
 		{"minus one", -1, false},
-		{"past 2^31-1", math.MaxInt32 + 1, false},
+	}
+	if pid, ok := pastMaxPID(1); ok {
+		tests = append(tests, struct {
+			name string
+			pid  int
+			want bool
+		}{"past 2^31-1", pid, false})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -695,9 +708,15 @@ func TestKillRefuses(t *testing.T) {
 		{"process group", 0, true},
 		{"every process", -1, true},
 		{"other group", -2, true},
-		{"past 2^31-1", math.MaxInt32 + 2, true},
 		{"init", 1, false},
 		{"self", os.Getpid(), false},
+	}
+	if pid, ok := pastMaxPID(2); ok {
+		tests = append(tests, struct {
+			name string
+			pid  int
+			want bool
+		}{"past 2^31-1", pid, true})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,6 +20,24 @@ import (
 // nobody is the unprivileged user the tests drop to when run as root.
 const nobody = 65534
 
+// requireRootEnv, when set to 1 (as CI does), turns the skip of a test that
+// needs root into a failure, so that CI cannot pass without the
+// permission tests.
+const requireRootEnv = "SLOTGC_TEST_REQUIRE_ROOT"
+
+// needRoot skips the test unless it runs as root, which it needs to drop
+// to uid 65534 and to own files nobody may not touch.
+func needRoot(t *testing.T) {
+	t.Helper()
+	switch {
+	case os.Getuid() == 0:
+	case os.Getenv(requireRootEnv) == "1":
+		t.Fatalf("needs root to drop to uid %d, and %s=1 forbids skipping", nobody, requireRootEnv)
+	default:
+		t.Skipf("needs root to drop to uid %d", nobody)
+	}
+}
+
 func ignoreTerm() { signal.Ignore(syscall.SIGTERM) }
 
 func killedPolitely(ps *os.ProcessState) bool {
@@ -151,12 +169,9 @@ func TestKillEscalates(t *testing.T) {
 }
 
 // asNobody runs the slotgc call in a copy of the test binary as uid and gid
-// 65534 and returns its result. It skips the test unless run as root.
+// 65534 and returns its result. Only root can do that: see needRoot.
 func asNobody(t *testing.T, call, arg string) callResult {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("needs root to drop to uid 65534")
-	}
 	// go test builds its binary in a 0700 directory nobody cannot enter.
 	dir, err := os.MkdirTemp("", "slotgc-nobody-")
 	if err != nil {
@@ -215,9 +230,7 @@ func openToAll(t *testing.T, path string) {
 // TestOtherUsersProcess checks, as uid 65534, the verdicts on a live
 // process of root's: kill(2) says EPERM, and that means alive.
 func TestOtherUsersProcess(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to drop to uid 65534")
-	}
+	needRoot(t)
 	ws, swarm := workspace(t)
 	openToAll(t, swarm)
 	root := startChild(t, "sleep").Process.Pid
@@ -246,9 +259,7 @@ func TestOtherUsersProcess(t *testing.T) {
 // TestPrunePermissionFailure has nobody prune three dead slots, one of
 // which holds a subtree of root's that nobody cannot empty.
 func TestPrunePermissionFailure(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to drop to uid 65534")
-	}
+	needRoot(t)
 	ws, swarm := workspace(t)
 	openToAll(t, swarm)
 	dead := deadPID(t)
@@ -300,9 +311,7 @@ func TestPrunePermissionFailure(t *testing.T) {
 }
 
 func TestPIDFileUnreadable(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to drop to uid 65534")
-	}
+	needRoot(t)
 	ws, swarm := workspace(t)
 	openToAll(t, swarm)
 	dir := addSlot(t, swarm, "secret", pidLine(deadPID(t)))
