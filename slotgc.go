@@ -3,7 +3,6 @@ package slotgc
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"math/rand/v2"
@@ -122,67 +121,98 @@ type SlotStatus struct {
 // How the verdict for a usable pid is reached depends on the system; see
 // Alive for liveness and the package documentation for pid reuse.
 func Scan(workspaceDir string) ([]SlotStatus, error) {
-	statuses, _, err := scan(filepath.Join(workspaceDir, SwarmDir))
-	return statuses, err
+	sw, entries, err := openSwarm(filepath.Join(workspaceDir, SwarmDir))
+	if sw == nil {
+		return nil, err
+	}
+	defer sw.close()
+	statuses, _ := sw.classifyAll(entries)
+	return statuses, nil
 }
 
-// scan classifies the slots of the swarm directory and lists the trash
-// entries PruneDead left there. A missing swarm directory yields nil
-// statuses; an existing one a non-nil slice, empty or not.
-func scan(swarm string) (statuses []SlotStatus, trash []string, err error) {
-	entries, err := readDirSorted(swarm)
+// swarmDir is an open swarm directory. Where the system allows (Linux), pid
+// files are opened relative to it, which spares the kernel walking the
+// whole path again for every slot.
+type swarmDir struct {
+	path string
+	f    *os.File
+	fd   uintptr
+}
+
+// swarmEntry is an entry of the swarm directory: its name, and whether it
+// is a real directory (not a symlink to one).
+type swarmEntry struct {
+	name  string
+	isDir bool
+}
+
+// openSwarm opens the swarm directory and reads its entries, sorted by
+// name. A missing swarm directory yields a nil swarmDir and no error.
+func openSwarm(path string) (*swarmDir, []swarmEntry, error) {
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("slotgc: read swarm directory: %w", err)
 	}
+	sw := &swarmDir{path: path, f: f, fd: f.Fd()}
+	entries, err := sw.entries()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("slotgc: read swarm directory: %w", err)
+	}
+	slices.SortFunc(entries, func(a, b swarmEntry) int { return strings.Compare(a.name, b.name) })
+	return sw, entries, nil
+}
+
+func (sw *swarmDir) close() { sw.f.Close() }
+
+// entries reads the swarm directory's entries, after checking that it is
+// a directory at all: under Wine, reading a file as a directory yields no
+// entries and no error.
+func (sw *swarmDir) entries() ([]swarmEntry, error) {
+	if info, err := sw.f.Stat(); err != nil {
+		return nil, err
+	} else if !info.IsDir() {
+		return nil, &fs.PathError{Op: "readdir", Path: sw.path, Err: errNotDir}
+	}
+	return readSwarmEntries(sw)
+}
+
+// classifyAll classifies the slot directories among entries, and lists the
+// trash entries PruneDead left there. Files and symlinks are skipped.
+func (sw *swarmDir) classifyAll(entries []swarmEntry) (statuses []SlotStatus, trash []string) {
 	statuses = make([]SlotStatus, 0, len(entries))
 	var ps probeScope
 	for _, e := range entries {
-		switch name := e.Name(); {
-		case !e.IsDir():
+		switch name := e.name; {
+		case !e.isDir:
 		case strings.HasPrefix(name, TrashPrefix):
 			trash = append(trash, name)
 		default:
-			statuses = append(statuses, classify(filepath.Join(swarm, name), name, &ps))
+			statuses = append(statuses, sw.classify(name, &ps))
 		}
 	}
-	return statuses, trash, nil
+	return statuses, trash
 }
 
-// readDirSorted is os.ReadDir, but refuses a path that is not a directory
-// alike on every system: under Wine, reading a file as a directory yields
-// no entries and no error.
-func readDirSorted(dir string) ([]fs.DirEntry, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if info, err := f.Stat(); err != nil {
-		return nil, err
-	} else if !info.IsDir() {
-		return nil, &fs.PathError{Op: "readdir", Path: dir, Err: errNotDir}
-	}
-	entries, err := f.ReadDir(-1)
-	if err != nil {
-		return nil, err
-	}
-	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	return entries, nil
-}
-
-// classify reaches the verdict on the slot directory at dir.
-func classify(dir, name string, ps *probeScope) SlotStatus {
-	pid, written, err := readPIDFile(filepath.Join(dir, PIDFile))
+// classify reaches the verdict on the entry of the swarm directory named
+// entry.
+func (sw *swarmDir) classify(entry string, ps *probeScope) SlotStatus {
+	pid, written, err := readPIDFile(sw, entry)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return SlotStatus{Name: name, State: NoPIDFile, Err: err}
+		return SlotStatus{Name: entry, State: NoPIDFile, Err: err}
 	case err != nil:
-		return SlotStatus{Name: name, State: BadPIDFile, Err: err}
+		return SlotStatus{Name: entry, State: BadPIDFile, Err: err}
 	}
-	return SlotStatus{Name: name, PID: pid, State: verdict(pid, written, ps)}
+	return SlotStatus{Name: entry, PID: pid, State: verdict(pid, written, ps)}
+}
+
+// pidFilePath returns the path of the pid file of an entry, for messages.
+func (sw *swarmDir) pidFilePath(entry string) string {
+	return filepath.Join(sw.path, entry, PIDFile)
 }
 
 // verdict applies the rules to what the system tells of pid, whose pid
@@ -243,18 +273,19 @@ func LiveSlots(workspaceDir string) ([]Slot, error) {
 // fs.ErrPermission) works), and the names removed are returned with it. A
 // missing swarm directory yields nil, nil.
 func PruneDead(workspaceDir string) ([]string, error) {
-	swarm := filepath.Join(workspaceDir, SwarmDir)
-	statuses, trash, err := scan(swarm)
-	if err != nil || statuses == nil {
+	sw, entries, err := openSwarm(filepath.Join(workspaceDir, SwarmDir))
+	if sw == nil {
 		return nil, err
 	}
+	defer sw.close()
+	statuses, trash := sw.classifyAll(entries)
 	var removed []string
 	var errs []error
 	for _, s := range statuses {
 		if !s.State.Dead() {
 			continue
 		}
-		ok, err := pruneSlot(swarm, s.Name)
+		ok, err := sw.prune(s.Name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("slotgc: prune slot %q: %w", s.Name, err))
 		}
@@ -262,7 +293,7 @@ func PruneDead(workspaceDir string) ([]string, error) {
 			removed = append(removed, s.Name)
 		}
 	}
-	errs = append(errs, finishLeftovers(swarm, trash)...)
+	errs = append(errs, sw.finishLeftovers(trash)...)
 	return removed, errors.Join(errs...)
 }
 
@@ -275,16 +306,16 @@ func exists(path string) bool {
 // that finishLeftovers does not race a sibling goroutine.
 var inFlight sync.Map
 
-// pruneSlot removes the slot if it is still dead, reporting whether it did.
-// A slot that is no longer there or no longer dead is not an error: another
+// prune removes the slot if it is still dead, reporting whether it did. A
+// slot that is no longer there or no longer dead is not an error: another
 // PruneDead, or its owner, got to it first.
-func pruneSlot(swarm, name string) (bool, error) {
+func (sw *swarmDir) prune(slot string) (bool, error) {
 	var ps probeScope
-	slotPath := filepath.Join(swarm, name)
-	if !classify(slotPath, name, &ps).State.Dead() {
+	if !sw.classify(slot, &ps).State.Dead() {
 		return false, nil
 	}
-	trash := filepath.Join(swarm, TrashPrefix+strconv.Itoa(os.Getpid())+"."+strconv.FormatUint(rand.Uint64(), 36))
+	trashName := TrashPrefix + strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(rand.Uint64(), 36)
+	slotPath, trash := filepath.Join(sw.path, slot), filepath.Join(sw.path, trashName)
 	inFlight.Store(trash, true)
 	defer inFlight.Delete(trash)
 	if err := os.Rename(slotPath, trash); err != nil {
@@ -293,7 +324,7 @@ func pruneSlot(swarm, name string) (bool, error) {
 		}
 		return false, fmt.Errorf("detach: %w", err)
 	}
-	if !classify(trash, name, &ps).State.Dead() {
+	if !sw.classify(trashName, &ps).State.Dead() {
 		return false, restore(trash, slotPath)
 	}
 	if err := os.RemoveAll(trash); err != nil {
@@ -315,16 +346,16 @@ func restore(trash, slotPath string) error {
 
 // finishLeftovers removes the trash entries of PruneDead calls that are no
 // longer running, sparing any that holds a pid file naming a live process.
-func finishLeftovers(swarm string, trash []string) []error {
+func (sw *swarmDir) finishLeftovers(trash []string) []error {
 	var errs []error
 	var ps probeScope
 	for _, name := range trash {
-		path := filepath.Join(swarm, name)
+		path := filepath.Join(sw.path, name)
 		owner := trashOwner(name)
 		if _, busy := inFlight.Load(path); busy || owner != os.Getpid() && Alive(owner) {
 			continue
 		}
-		if st := classify(path, name, &ps); st.State == Live {
+		if st := sw.classify(name, &ps); st.State == Live {
 			errs = append(errs, fmt.Errorf("slotgc: detached tree %s holds live pid %d; left in place", path, st.PID))
 			continue
 		}
@@ -453,42 +484,20 @@ func reused(start, written time.Time) bool {
 }
 
 // checkPIDFileInfo applies the rules a pid file's metadata must meet.
-func checkPIDFileInfo(path string, regular bool, size int64) error {
+func checkPIDFileInfo(regular bool, size int64) error {
 	switch {
 	case !regular:
-		return &fs.PathError{Op: "read", Path: path, Err: errNotRegular}
+		return errNotRegular
 	case size > maxPIDFileSize:
-		return &fs.PathError{Op: "read", Path: path, Err: errTooLarge}
+		return errTooLarge
 	}
 	return nil
 }
 
-// readAtMost reads from r into buf until end of file or until buf is
-// full, whichever comes first.
-func readAtMost[R interface{ Read([]byte) (int, error) }](r R, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err == io.EOF || m == 0 && err == nil {
-			break
-		}
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
-// parsePIDContent parses what was read from the pid file at path, wrapping
-// any complaint with the path.
-func parsePIDContent(path string, content []byte) (int, error) {
+// parsePIDContent checks and parses what was read from a pid file.
+func parsePIDContent(content []byte) (int, error) {
 	if len(content) > maxPIDFileSize {
-		return 0, &fs.PathError{Op: "read", Path: path, Err: errTooLarge}
+		return 0, errTooLarge
 	}
-	pid, err := parsePID(content)
-	if err != nil {
-		return 0, &fs.PathError{Op: "parse", Path: path, Err: err}
-	}
-	return pid, nil
+	return parsePID(content)
 }

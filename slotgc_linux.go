@@ -4,8 +4,11 @@ package slotgc
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"syscall"
@@ -68,20 +71,113 @@ func (st procStat) exited() bool {
 func readProcStat(pid int) (procStat, error) {
 	var pathBuf [32]byte
 	path := strconv.AppendInt(append(pathBuf[:0], "/proc/"...), int64(pid), 10)
-	path = append(path, "/stat"...)
-	f, err := os.Open(string(path))
+	path = append(path, "/stat\x00"...)
+	fd, err := openat(atFDCWD, path, syscall.O_RDONLY|syscall.O_CLOEXEC)
 	if err != nil {
 		return procStat{}, err
 	}
-	defer f.Close()
+	defer syscall.Close(fd)
 	// The command name is at most 64 bytes and the 49 numbers after it
 	// rarely reach 700; 1 KiB holds the fields up to the start time.
 	var buf [1024]byte
-	n, err := readAtMost(f, buf[:])
+	n, err := readFD(fd, buf[:])
 	if err != nil {
 		return procStat{}, err
 	}
 	return parseProcStat(buf[:n])
+}
+
+// readSwarmEntries reads the swarm directory with getdents64(2) and parses
+// the records itself, allocating nothing per entry but its name; the os
+// package allocates a DirEntry per entry besides.
+func readSwarmEntries(sw *swarmDir) ([]swarmEntry, error) {
+	buf := make([]byte, 32<<10)
+	var entries []swarmEntry
+	for {
+		n, err := syscall.ReadDirent(int(sw.fd), buf)
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case err != nil:
+			return nil, &fs.PathError{Op: "getdents64", Path: sw.path, Err: err}
+		case n <= 0:
+			return entries, nil
+		}
+		entries, err = appendDirents(entries, buf[:n], sw.path)
+		if err != nil {
+			return nil, &fs.PathError{Op: "getdents64", Path: sw.path, Err: err}
+		}
+	}
+}
+
+var errDirent = errors.New("malformed directory record")
+
+// appendDirents appends the entries of the linux_dirent64 records in buf
+// (https://man7.org/linux/man-pages/man2/getdents.2.html), read from the
+// directory dir, less "." and "..". Where the file system did not record an
+// entry's type (DT_UNKNOWN), lstat(2) tells.
+func appendDirents(entries []swarmEntry, buf []byte, dir string) ([]swarmEntry, error) {
+	const (
+		reclenOffset = 16 // after d_ino and d_off, 8 bytes each
+		typeOffset   = 18
+		nameOffset   = 19
+		dtUnknown    = 0
+		dtDir        = 4
+	)
+	for len(buf) > 0 {
+		if len(buf) < nameOffset {
+			return entries, errDirent
+		}
+		reclen := int(binary.NativeEndian.Uint16(buf[reclenOffset:]))
+		if reclen <= nameOffset || reclen > len(buf) {
+			return entries, errDirent
+		}
+		record := buf[:reclen]
+		buf = buf[reclen:]
+		name := record[nameOffset:]
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		if len(name) == 0 || string(name) == "." || string(name) == ".." {
+			continue
+		}
+		e := swarmEntry{name: string(name), isDir: record[typeOffset] == dtDir}
+		if record[typeOffset] == dtUnknown {
+			var st syscall.Stat_t
+			err := ignoringEINTR(func() error { return syscall.Lstat(filepath.Join(dir, e.name), &st) })
+			e.isDir = err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+// atFDCWD makes openat resolve a relative path from the working directory;
+// for an absolute one it does not matter.
+const atFDCWD = -0x64
+
+// openPIDFile opens the pid file of a swarm entry relative to the swarm
+// directory.
+func openPIDFile(sw *swarmDir, entry string) (int, error) {
+	// NAME_MAX is 255: the path fits unless the name is not a real entry.
+	var pathBuf [256 + len("/"+PIDFile+"\x00")]byte
+	path := append(append(pathBuf[:0], entry...), "/"+PIDFile+"\x00"...)
+	return openat(int(sw.fd), path, pidFileFlags)
+}
+
+// openat is openat(2) on a NUL-terminated path held in a byte slice:
+// syscall.Openat copies its string argument to the heap on every call,
+// which is most of what a scan allocates per slot.
+func openat(dirfd int, path []byte, flags int) (int, error) {
+	for {
+		fd, _, errno := syscall.Syscall6(syscall.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])), uintptr(flags), 0, 0, 0)
+		switch {
+		case errno == 0:
+			return int(fd), nil
+		case !errors.Is(errno, syscall.EINTR):
+			return -1, errno
+		}
+	}
 }
 
 var errProcStat = errors.New("malformed /proc/<pid>/stat")
@@ -95,26 +191,36 @@ func parseProcStat(line []byte) (procStat, error) {
 	if i < 0 {
 		return procStat{}, errProcStat
 	}
-	// fields[k] is field k+3 of proc_pid_stat(5).
-	fields := bytes.Fields(line[i+1:])
-	const (
-		stateField   = 0
-		threadsField = 17
-		startField   = 19
-	)
-	if len(fields) <= startField || len(fields[stateField]) != 1 {
+	var state, threads, start []byte
+	rest := line[i+1:]
+	for field := 3; field <= 22; field++ {
+		rest = bytes.TrimLeft(rest, " \n")
+		end := bytes.IndexAny(rest, " \n")
+		if end < 0 {
+			end = len(rest)
+		}
+		if end == 0 {
+			return procStat{}, errProcStat
+		}
+		switch field {
+		case 3:
+			state = rest[:end]
+		case 20:
+			threads = rest[:end]
+		case 22:
+			start = rest[:end]
+		}
+		rest = rest[end:]
+	}
+	n, err1 := strconv.Atoi(string(threads))
+	ticks, err2 := strconv.ParseUint(string(start), 10, 64)
+	if len(state) != 1 || err1 != nil || err2 != nil {
 		return procStat{}, errProcStat
 	}
-	threads, err1 := strconv.Atoi(string(fields[threadsField]))
-	start, err2 := strconv.ParseUint(string(fields[startField]), 10, 64)
-	if err1 != nil || err2 != nil {
-		return procStat{}, errProcStat
-	}
-	return procStat{state: fields[stateField][0], threads: threads, startTicks: start}, nil
+	return procStat{state: state[0], threads: n, startTicks: ticks}, nil
 }
 
-// boot returns the boot time from the btime line of /proc/stat, read once
-// per scan; it moves with the wall clock, as file times do.
+// boot returns the wall-clock time of boot, read once per scan.
 func (ps *probeScope) boot() (time.Time, bool) {
 	if !ps.bootTimeRead {
 		ps.bootTimeRead = true
@@ -123,21 +229,23 @@ func (ps *probeScope) boot() (time.Time, bool) {
 	return ps.bootTime, !ps.bootTime.IsZero()
 }
 
+// clockBoottime is CLOCK_BOOTTIME, the clock /proc start times count on
+// (https://man7.org/linux/man-pages/man2/clock_gettime.2.html).
+const clockBoottime = 7
+
+// readBootTime derives the boot time from the wall clock and
+// CLOCK_BOOTTIME, as the kernel does for the btime line of /proc/stat, but
+// without reading that file, whose per-CPU lines cost more than the rest of
+// a small scan; inside a time namespace it also gets the namespace's own
+// offset, as /proc start times do.
 func readBootTime() time.Time {
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
+	var sinceBoot syscall.Timespec
+	if _, _, errno := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockBoottime, uintptr(unsafe.Pointer(&sinceBoot)), 0); errno != 0 {
 		return time.Time{}
 	}
-	_, rest, ok := bytes.Cut(data, []byte("\nbtime "))
-	if !ok {
-		return time.Time{}
-	}
-	line, _, _ := bytes.Cut(rest, []byte("\n"))
-	secs, err := strconv.ParseInt(string(line), 10, 64)
-	if err != nil {
-		return time.Time{}
-	}
-	return time.Unix(secs, 0)
+	// Round(0) drops the monotonic reading: boot times are compared with
+	// file times, which are wall-clock only.
+	return time.Now().Round(0).Add(-time.Duration(sinceBoot.Nano()))
 }
 
 // The pidfd system calls are numbered alike on every Linux architecture

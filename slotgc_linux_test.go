@@ -3,9 +3,13 @@
 package slotgc
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -201,11 +205,106 @@ func FuzzParseProcStat(f *testing.F) {
 		}
 		// The fields picked are the ones after the last ')'.
 		i := strings.LastIndexByte(string(line), ')')
-		fields := strings.Fields(string(line[i+1:]))
+		// The kernel separates fields with spaces and ends the line with a
+		// newline; nothing else separates them.
+		fields := strings.FieldsFunc(string(line[i+1:]), func(r rune) bool { return r == ' ' || r == '\n' })
 		threads, err1 := strconv.Atoi(fields[17])
 		start, err2 := strconv.ParseUint(fields[19], 10, 64)
 		if string([]byte{st.state}) != fields[0] || err1 != nil || threads != st.threads || err2 != nil || start != st.startTicks {
 			t.Fatalf("parseProcStat(%q) = %+v, fields %q", line, st, fields)
+		}
+	})
+}
+
+// dirent encodes one linux_dirent64 record, padded to 8 bytes as the
+// kernel does.
+func dirent(name string, typ byte) []byte {
+	reclen := (19 + len(name) + 1 + 7) &^ 7
+	rec := make([]byte, reclen)
+	binary.NativeEndian.PutUint64(rec[0:], 1)
+	binary.NativeEndian.PutUint16(rec[16:], uint16(reclen))
+	rec[18] = typ
+	copy(rec[19:], name)
+	return rec
+}
+
+func TestReadSwarmEntries(t *testing.T) {
+	ws, swarm := workspace(t)
+	for i := range 300 { // more than one getdents64 buffer's worth of names
+		addSlot(t, swarm, fmt.Sprintf("slot-%03d-%s", i, strings.Repeat("x", 100)), noPIDFile)
+	}
+	if err := os.WriteFile(filepath.Join(swarm, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(ws, filepath.Join(swarm, "link-to-dir")); err != nil {
+		t.Fatal(err)
+	}
+	sw, got, err := openSwarm(swarm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.close()
+	dirEntries, err := os.ReadDir(swarm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []swarmEntry
+	for _, e := range dirEntries {
+		want = append(want, swarmEntry{e.Name(), e.IsDir()})
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("openSwarm(swarm) entries differ from os.ReadDir:\n got %v\nwant %v", got, want)
+	}
+}
+
+func TestAppendDirents(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "unknown-dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	records := slices.Concat(
+		dirent(".", 4), dirent("..", 4),
+		dirent("a", 4), dirent("file", 8), dirent("link", 10),
+		dirent("unknown-dir", 0), dirent("unknown-missing", 0),
+	)
+	got, err := appendDirents(nil, records, dir)
+	want := []swarmEntry{{"a", true}, {"file", false}, {"link", false}, {"unknown-dir", true}, {"unknown-missing", false}}
+	if !slices.Equal(got, want) || err != nil {
+		t.Errorf("appendDirents = %v, %v, want %v, nil", got, err, want)
+	}
+	for _, bad := range [][]byte{records[:10], append(dirent("a", 4), 1, 2, 3)} {
+		if _, err := appendDirents(nil, bad, dir); !errors.Is(err, errDirent) {
+			t.Errorf("appendDirents(%q) error %v, want %v", bad, err, errDirent)
+		}
+	}
+}
+
+func FuzzAppendDirents(f *testing.F) {
+	f.Add(slices.Concat(dirent(".", 4), dirent("slot", 4), dirent("f", 8)))
+	f.Add(dirent("x", 0))
+	f.Add([]byte{})
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		entries, err := appendDirents(nil, buf, dir)
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			if e.name == "" || e.name == "." || e.name == ".." || strings.ContainsRune(e.name, 0) {
+				t.Fatalf("appendDirents(%q) gave entry %q", buf, e.name)
+			}
+		}
+		// What parsed, encoded again and parsed, gives the same.
+		var again []byte
+		for _, e := range entries {
+			typ := byte(8)
+			if e.isDir {
+				typ = 4
+			}
+			again = append(again, dirent(e.name, typ)...)
+		}
+		if got, err := appendDirents(nil, again, dir); !slices.Equal(got, entries) || err != nil {
+			t.Fatalf("round trip of %q: %v, %v, want %v", buf, got, err, entries)
 		}
 	})
 }

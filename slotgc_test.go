@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -43,8 +44,8 @@ const (
 
 // TestMain runs the helper modes of the re-executed test binary:
 //
-//	sleep        sleep until killed
-//	ignore-term  ignore SIGTERM, say "ready" on stdout, sleep until killed
+//	sleep        say "ready" on stdout, sleep until killed
+//	ignore-term  ignore SIGTERM, say "ready", sleep until killed
 //	exit         exit at once
 //	call         run the slotgc call named by the helper's arguments and
 //	             print its result as JSON (used to run as another user)
@@ -53,6 +54,7 @@ func TestMain(m *testing.M) {
 	case "":
 		os.Exit(m.Run())
 	case "sleep":
+		fmt.Println("ready")
 		time.Sleep(childLifetime)
 	case "ignore-term":
 		ignoreTerm()
@@ -108,7 +110,7 @@ func runCall(call, arg string) int {
 }
 
 // helperCmd returns a command that re-executes the test binary in mode.
-func helperCmd(t *testing.T, exe, mode string, args ...string) *exec.Cmd {
+func helperCmd(t testing.TB, exe, mode string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(exe, append([]string{"-test.run=^$"}, args...)...)
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
@@ -116,7 +118,7 @@ func helperCmd(t *testing.T, exe, mode string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func testBinary(t *testing.T) string {
+func testBinary(t testing.TB) string {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -126,8 +128,8 @@ func testBinary(t *testing.T) string {
 }
 
 // startChild starts a helper child in mode and kills and reaps it when the
-// test ends. For "ignore-term" it returns once the child says it is ready.
-func startChild(t *testing.T, mode string) *exec.Cmd {
+// test ends. For the modes that say so, it returns once the child is ready.
+func startChild(t testing.TB, mode string) *exec.Cmd {
 	t.Helper()
 	cmd := helperCmd(t, testBinary(t), mode)
 	stdout, err := cmd.StdoutPipe()
@@ -143,24 +145,30 @@ func startChild(t *testing.T, mode string) *exec.Cmd {
 		cmd.Wait()
 		close(reaped)
 	})
-	if mode == "ignore-term" {
-		ready := make(chan bool, 1)
-		go func() { ready <- bufio.NewScanner(stdout).Scan() }()
-		select {
-		case ok := <-ready:
-			if !ok {
-				t.Fatal("ignore-term child did not say ready")
-			}
-		case <-time.After(settleTimeout):
-			t.Fatal("ignore-term child not ready in time")
-		}
+	if mode == "sleep" || mode == "ignore-term" {
+		awaitReady(t, mode, stdout)
 	}
 	return cmd
 }
 
+// awaitReady waits for a helper child to say "ready" on stdout.
+func awaitReady(t testing.TB, mode string, stdout io.Reader) {
+	t.Helper()
+	ready := make(chan bool, 1)
+	go func() { ready <- bufio.NewScanner(stdout).Scan() }()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("%s child did not say ready", mode)
+		}
+	case <-time.After(settleTimeout):
+		t.Fatalf("%s child not ready after %v", mode, settleTimeout)
+	}
+}
+
 // deadPID returns the pid of a child that was started and reaped: surely
 // dead, and until the system wraps its pids around, surely unused.
-func deadPID(t *testing.T) int {
+func deadPID(t testing.TB) int {
 	t.Helper()
 	cmd := helperCmd(t, testBinary(t), "exit")
 	if err := cmd.Run(); err != nil {

@@ -9,53 +9,62 @@ import (
 	"time"
 )
 
-// readPIDFile reads the pid file at path and returns the pid it names and
-// the time it was last written.
+// readPIDFile reads the pid file of the swarm entry named entry and returns
+// the pid it names and the time it was last written.
 //
-// The file is checked with lstat before it is opened, so a FIFO, device or
-// directory is never opened at all, and opened with O_NOFOLLOW so that a
-// symlink swapped in meanwhile is refused rather than followed; O_NONBLOCK
-// keeps even a file swapped for a FIFO in that window from blocking.
-func readPIDFile(path string) (int, time.Time, error) {
-	var st syscall.Stat_t
-	if err := ignoringEINTR(func() error { return syscall.Lstat(path, &st) }); err != nil {
-		return 0, time.Time{}, &fs.PathError{Op: "lstat", Path: path, Err: err}
-	}
-	if err := checkPIDFileInfo(path, st.Mode&syscall.S_IFMT == syscall.S_IFREG, st.Size); err != nil {
-		return 0, time.Time{}, err
-	}
-	var fd int
-	err := ignoringEINTR(func() (err error) {
-		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
-		return err
-	})
+// The file is opened with O_NOFOLLOW, so a symlink is refused rather than
+// followed, and O_NONBLOCK, so a FIFO does not block the open, and fstat
+// then refuses whatever is not a regular file before anything is read.
+func readPIDFile(sw *swarmDir, entry string) (int, time.Time, error) {
+	fd, err := openPIDFile(sw, entry)
 	if err != nil {
-		return 0, time.Time{}, &fs.PathError{Op: "open", Path: path, Err: err}
+		return 0, time.Time{}, &fs.PathError{Op: "open", Path: sw.pidFilePath(entry), Err: err}
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
+		return 0, time.Time{}, &fs.PathError{Op: "fstat", Path: sw.pidFilePath(entry), Err: err}
+	}
+	if err := checkPIDFileInfo(st.Mode&syscall.S_IFMT == syscall.S_IFREG, st.Size); err != nil {
+		return 0, time.Time{}, &fs.PathError{Op: "read", Path: sw.pidFilePath(entry), Err: err}
 	}
 	var buf [maxPIDFileSize + 1]byte
-	n, err := readAtMost(fdReader(fd), buf[:])
-	syscall.Close(fd)
+	n, err := readFD(fd, buf[:])
 	if err != nil {
-		return 0, time.Time{}, &fs.PathError{Op: "read", Path: path, Err: err}
+		return 0, time.Time{}, &fs.PathError{Op: "read", Path: sw.pidFilePath(entry), Err: err}
 	}
-	pid, err := parsePIDContent(path, buf[:n])
-	return pid, modTime(&st), err
+	pid, err := parsePIDContent(buf[:n])
+	if err != nil {
+		return 0, time.Time{}, &fs.PathError{Op: "parse", Path: sw.pidFilePath(entry), Err: err}
+	}
+	return pid, modTime(&st), nil
 }
 
-// fdReader reads a file descriptor without the os package's bookkeeping.
-type fdReader int
+// pidFileFlags open a pid file for reading without following a symlink,
+// blocking on a FIFO, or taking a terminal as the controlling one.
+const pidFileFlags = syscall.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_NONBLOCK | syscall.O_NOCTTY | syscall.O_CLOEXEC
 
-func (fd fdReader) Read(p []byte) (int, error) {
-	for {
-		n, err := syscall.Read(int(fd), p)
+// readFD reads fd into buf until buf is full, the end of file, or a read
+// that comes up short: for the files read here, regular files and /proc
+// records, a short read happens only at the end, and stopping there saves
+// the read that would return nothing.
+func readFD(fd int, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := syscall.Read(fd, buf[n:])
 		switch {
 		case errors.Is(err, syscall.EINTR):
 			continue
 		case err != nil:
-			return 0, err
+			return n, err
 		}
-		return n, nil
+		asked := len(buf) - n
+		n += m
+		if m < asked {
+			break
+		}
 	}
+	return n, nil
 }
 
 func ignoringEINTR(call func() error) error {

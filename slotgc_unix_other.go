@@ -19,5 +19,16 @@ func modTime(*syscall.Stat_t) time.Time { return time.Time{} }
 // and reuse goes undetected.
 func inspectExisting(int, *probeScope) (gone bool, start time.Time) { return false, time.Time{} }
 
+// openPIDFile opens the pid file of a swarm entry by its full path: the
+// standard library has no openat(2) on every one of these systems.
+func openPIDFile(sw *swarmDir, entry string) (fd int, err error) {
+	path := sw.pidFilePath(entry)
+	err = ignoringEINTR(func() error {
+		fd, err = syscall.Open(path, pidFileFlags, 0)
+		return err
+	})
+	return fd, err
+}
+
 // kill has no process handle to signal through here; see killByPID.
 func kill(pid int) bool { return killByPID(pid) }

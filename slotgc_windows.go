@@ -4,6 +4,8 @@ package slotgc
 
 import (
 	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"syscall"
 	"time"
@@ -24,16 +26,17 @@ const (
 	errorInvalidParameter = syscall.Errno(87)
 )
 
-// readPIDFile reads the pid file at path and returns the pid it names and
-// the time it was last written. Lstat comes first so that a symlink or
-// junction is refused, never followed.
-func readPIDFile(path string) (int, time.Time, error) {
+// readPIDFile reads the pid file of the swarm entry named entry and returns
+// the pid it names and the time it was last written. Lstat comes first, so
+// that a symlink or junction is refused, never followed.
+func readPIDFile(sw *swarmDir, entry string) (int, time.Time, error) {
+	path := sw.pidFilePath(entry)
 	info, err := os.Lstat(path)
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	if err := checkPIDFileInfo(path, info.Mode().IsRegular(), info.Size()); err != nil {
-		return 0, time.Time{}, err
+	if err := checkPIDFileInfo(info.Mode().IsRegular(), info.Size()); err != nil {
+		return 0, time.Time{}, &fs.PathError{Op: "read", Path: path, Err: err}
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -41,12 +44,15 @@ func readPIDFile(path string) (int, time.Time, error) {
 	}
 	defer f.Close()
 	var buf [maxPIDFileSize + 1]byte
-	n, err := readAtMost(f, buf[:])
-	if err != nil {
+	n, err := io.ReadFull(f, buf[:])
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return 0, time.Time{}, err
 	}
-	pid, err := parsePIDContent(path, buf[:n])
-	return pid, info.ModTime(), err
+	pid, err := parsePIDContent(buf[:n])
+	if err != nil {
+		return 0, time.Time{}, &fs.PathError{Op: "parse", Path: path, Err: err}
+	}
+	return pid, info.ModTime(), nil
 }
 
 // inspect tells whether pid is gone and, if ps is not nil, when the
