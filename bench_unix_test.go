@@ -156,15 +156,21 @@ func naiveKill(pid int) bool {
 
 // BenchmarkKill times killing a child that exits at once on SIGTERM, from
 // the call to its return; starting and reaping the child are not timed.
-// The child is a zombie once it exits, which Kill counts as gone; the
-// baseline's Signal(0) sees a zombie as alive, so a reaper waits for the
-// child as soon as it exits, as an init would.
+// A reaper waits for the child meanwhile, as an init would (the baseline's
+// Signal(0) cannot tell a zombie from a live process), and the time from
+// the reaper's wake-up to Kill's return is reported as
+// us-after-exit/op: how late Kill notices the exit.
 func BenchmarkKill(b *testing.B) {
+	type reaped struct {
+		err error
+		at  time.Time
+	}
 	for _, impl := range []struct {
 		name string
 		kill func(int) bool
 	}{{"slotgc", Kill}, {"naive", naiveKill}} {
 		b.Run(impl.name, func(b *testing.B) {
+			var lateness time.Duration
 			for b.Loop() {
 				b.StopTimer()
 				cmd := helperCmd(b, testBinary(b), "sleep")
@@ -176,16 +182,23 @@ func BenchmarkKill(b *testing.B) {
 					b.Fatal(err)
 				}
 				awaitReady(b, "sleep", stdout)
-				reaped := make(chan error, 1)
-				go func() { reaped <- cmd.Wait() }()
+				reaper := make(chan reaped, 1)
+				go func() {
+					err := cmd.Wait()
+					reaper <- reaped{err, time.Now()}
+				}()
 				b.StartTimer()
 				gone := impl.kill(cmd.Process.Pid)
+				returned := time.Now()
 				b.StopTimer()
-				if err := <-reaped; !gone || err == nil {
-					b.Fatalf("%s(%d) = %v, child ended with %v", impl.name, cmd.Process.Pid, gone, err)
+				r := <-reaper
+				if !gone || r.err == nil {
+					b.Fatalf("%s(%d) = %v, child ended with %v", impl.name, cmd.Process.Pid, gone, r.err)
 				}
+				lateness += returned.Sub(r.at)
 				b.StartTimer()
 			}
+			b.ReportMetric(float64(lateness.Microseconds())/float64(b.N), "us-after-exit/op")
 		})
 	}
 }
