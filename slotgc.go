@@ -268,10 +268,11 @@ func LiveSlots(workspaceDir string) ([]Slot, error) {
 // TrashPrefix entry left by a PruneDead that crashed or failed is removed by
 // the next PruneDead, unless it holds a pid file naming a live process.
 //
-// A failure on one slot does not stop the others: err joins one error per
-// failed slot, naming it and wrapping the cause (so errors.Is(err,
-// fs.ErrPermission) works), and the names removed are returned with it. A
-// missing swarm directory yields nil, nil.
+// A failure on one slot does not stop the others: err joins one *SlotError
+// per failed slot (or trash entry), which names it and wraps the cause, so
+// errors.Is(err, fs.ErrPermission) works; the names removed are returned
+// with it. An error that holds no *SlotError means the swarm directory
+// itself could not be read. A missing swarm directory yields nil, nil.
 func PruneDead(workspaceDir string) ([]string, error) {
 	sw, entries, err := openSwarm(filepath.Join(workspaceDir, SwarmDir))
 	if sw == nil {
@@ -287,7 +288,7 @@ func PruneDead(workspaceDir string) ([]string, error) {
 		}
 		ok, err := sw.prune(s.Name)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("slotgc: prune slot %q: %w", s.Name, err))
+			errs = append(errs, &SlotError{Slot: s.Name, Err: err})
 		}
 		if ok {
 			removed = append(removed, s.Name)
@@ -356,11 +357,11 @@ func (sw *swarmDir) finishLeftovers(trash []string) []error {
 			continue
 		}
 		if st := sw.classify(name, &ps); st.State == Live {
-			errs = append(errs, fmt.Errorf("slotgc: detached tree %s holds live pid %d; left in place", path, st.PID))
+			errs = append(errs, &SlotError{Slot: name, Err: fmt.Errorf("detached tree %s holds live pid %d; left in place", path, st.PID)})
 			continue
 		}
 		if err := os.RemoveAll(path); err != nil {
-			errs = append(errs, fmt.Errorf("slotgc: finish removing %s: %w", path, err))
+			errs = append(errs, &SlotError{Slot: name, Err: fmt.Errorf("finish removing a detached tree: %w", err)})
 		}
 	}
 	return errs
@@ -373,6 +374,17 @@ func trashOwner(name string) int {
 	pid, _ := strconv.Atoi(pidText)
 	return pid
 }
+
+// SlotError is PruneDead's error for one slot directory, or for one of its
+// own TrashPrefix entries, that it could not remove.
+type SlotError struct {
+	Slot string // the entry's name in the swarm directory
+	Err  error
+}
+
+func (e *SlotError) Error() string { return fmt.Sprintf("slotgc: prune slot %q: %v", e.Slot, e.Err) }
+
+func (e *SlotError) Unwrap() error { return e.Err }
 
 // Alive reports whether pid names a process that has not exited. A process
 // of another user counts as alive. Pids outside 1..2³¹-1 are never alive

@@ -76,7 +76,8 @@ type callResult struct {
 	Slots      []Slot
 	Bool       bool
 	Err        string
-	Permission bool // errors.Is(err, fs.ErrPermission)
+	Permission bool     // errors.Is(err, fs.ErrPermission)
+	Failed     []string // the slots of the *SlotErrors err joins
 }
 
 func runCall(call, arg string) int {
@@ -102,6 +103,13 @@ func runCall(call, arg string) int {
 	if err != nil {
 		r.Err = err.Error()
 		r.Permission = errors.Is(err, fs.ErrPermission)
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range joined.Unwrap() {
+				if se, ok := errors.AsType[*SlotError](e); ok {
+					r.Failed = append(r.Failed, se.Slot)
+				}
+			}
+		}
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
 		return 2

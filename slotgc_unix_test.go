@@ -294,6 +294,9 @@ func TestPrunePermissionFailure(t *testing.T) {
 	if want := []string{"a", "c"}; !slices.Equal(r.Names, want) {
 		t.Errorf("PruneDead(ws) as nobody = %v, want %v", r.Names, want)
 	}
+	if !slices.Equal(r.Failed, []string{"b"}) {
+		t.Errorf("PruneDead(ws) as nobody joins errors for slots %v, want [b]", r.Failed)
+	}
 	if !r.Permission || !strings.Contains(r.Err, `"b"`) {
 		t.Errorf("PruneDead(ws) as nobody error %q (errors.Is fs.ErrPermission: %v), want one naming slot \"b\" that is a permission error", r.Err, r.Permission)
 	}

@@ -1,0 +1,354 @@
+// Command slotgc shows, prunes and stops the worker slots of a swarm
+// workspace, using package slotgc: it is for operators who need that
+// without the whole swarm CLI.
+//
+// Usage:
+//
+//	slotgc [-C workspace] [-json] [status]
+//	slotgc [-C workspace] [-json] prune [-n]
+//	slotgc [-C workspace] [-json] down [-n]
+//	slotgc demo DIR
+//
+// status (the default) prints one line per slot directory: its name, the
+// pid its pid file names, and its state (live, dead (gone), dead (reused),
+// no pid file, unusable pid file), then a summary. prune removes the dead
+// slots; down ends every live leaf, all at once. With -n, prune and down
+// only say what they would do. demo makes a workspace in DIR with a live
+// leaf, a dead one, a half-built slot and a broken pid file, to try the
+// other commands on.
+//
+// Results go to standard output, as text or, with -json, as one JSON
+// object (its shape is in the README); errors go to standard error, naming
+// the path and the cause. The exit code is 0 when all went well, 1 when
+// some slot could not be pruned or some leaf not stopped, and 2 for a usage
+// error or a workspace that cannot be read. A directory without .bones is
+// no workspace: slotgc says so and exits 0.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/bones-swarm/slotgc"
+)
+
+// Exit codes.
+const (
+	exitOK         = 0
+	exitSlotFailed = 1
+	exitUsage      = 2
+)
+
+func main() {
+	if pidFile := os.Getenv(demoLeafEnv); pidFile != "" {
+		os.Exit(runDemoLeaf(pidFile))
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// cli is one invocation: where to look, how to print, where to write.
+type cli struct {
+	workspace string
+	json      bool
+	stdout    io.Writer
+	stderr    io.Writer
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("slotgc", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	c := cli{stdout: stdout, stderr: stderr}
+	flags.StringVar(&c.workspace, "C", ".", "the workspace `directory`")
+	flags.BoolVar(&c.json, "json", false, "print results as JSON")
+	flags.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		flags.PrintDefaults()
+	}
+	if err := flags.Parse(args); err != nil {
+		return exitUsage
+	}
+	command, rest := "status", flags.Args()
+	if len(rest) > 0 {
+		command, rest = rest[0], rest[1:]
+	}
+	switch command {
+	case "status":
+		if len(rest) > 0 {
+			return c.usageError("status takes no arguments")
+		}
+		return c.status()
+	case "prune", "down":
+		sub := flag.NewFlagSet(command, flag.ContinueOnError)
+		sub.SetOutput(stderr)
+		dryRun := sub.Bool("n", false, "only say what would be done")
+		if err := sub.Parse(rest); err != nil {
+			return exitUsage
+		}
+		if sub.NArg() > 0 {
+			return c.usageError(command + " takes no arguments but -n")
+		}
+		if command == "prune" {
+			return c.prune(*dryRun)
+		}
+		return c.down(*dryRun)
+	case "demo":
+		if len(rest) != 1 {
+			return c.usageError("demo takes one argument, the directory to make the workspace in")
+		}
+		return c.demo(rest[0])
+	}
+	return c.usageError(fmt.Sprintf("unknown command %q", command))
+}
+
+const usage = `usage:
+  slotgc [-C workspace] [-json] [status]
+  slotgc [-C workspace] [-json] prune [-n]
+  slotgc [-C workspace] [-json] down [-n]
+  slotgc demo DIR
+`
+
+func (c cli) usageError(msg string) int {
+	fmt.Fprintf(c.stderr, "slotgc: %s\n%s", msg, usage)
+	return exitUsage
+}
+
+func (c cli) fail(err error) int {
+	c.report(err)
+	return exitUsage
+}
+
+// report writes err to stderr, a line for each error it joins, each line
+// starting "slotgc: " once.
+func (c cli) report(err error) {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(c.stderr, "slotgc: %s\n", strings.TrimPrefix(line, "slotgc: "))
+	}
+}
+
+// checkWorkspace tells whether the workspace can be read and holds .bones.
+// A workspace without .bones is said so on stdout (in JSON, as the note).
+func (c cli) checkWorkspace() (ok bool, code int) {
+	if _, err := os.Stat(c.workspace); err != nil {
+		return false, c.fail(fmt.Errorf("workspace: %w", err))
+	}
+	bones := filepath.Join(c.workspace, ".bones")
+	_, err := os.Stat(bones)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		note := fmt.Sprintf("%s has no .bones directory: not a swarm workspace, nothing to do", c.workspace)
+		if c.json {
+			return false, c.printJSON(map[string]any{"workspace": c.workspace, "note": note})
+		}
+		fmt.Fprintln(c.stdout, note)
+		return false, exitOK
+	case err != nil:
+		return false, c.fail(err)
+	}
+	return true, exitOK
+}
+
+func (c cli) printJSON(v any) int {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return c.fail(err)
+	}
+	return exitOK
+}
+
+// stateText is how the text output names a state.
+var stateText = map[slotgc.State]string{
+	slotgc.Live:       "live",
+	slotgc.Gone:       "dead (gone)",
+	slotgc.Reused:     "dead (reused)",
+	slotgc.NoPIDFile:  "no pid file",
+	slotgc.BadPIDFile: "unusable pid file",
+}
+
+// slotJSON is one slot in the JSON output of status.
+type slotJSON struct {
+	Name  string `json:"name"`
+	PID   int    `json:"pid,omitempty"`
+	State string `json:"state"`
+	Dead  bool   `json:"dead"`
+	Error string `json:"error,omitempty"`
+}
+
+func (c cli) status() int {
+	if ok, code := c.checkWorkspace(); !ok {
+		return code
+	}
+	statuses, err := slotgc.Scan(c.workspace)
+	if err != nil {
+		return c.fail(err)
+	}
+	counts := make(map[string]int)
+	for _, s := range statuses {
+		counts[s.State.String()]++
+	}
+	if c.json {
+		slots := make([]slotJSON, 0, len(statuses))
+		for _, s := range statuses {
+			slots = append(slots, slotJSON{Name: s.Name, PID: s.PID, State: s.State.String(), Dead: s.State.Dead(), Error: cause(s.Err)})
+		}
+		return c.printJSON(map[string]any{"workspace": c.workspace, "slots": slots, "counts": counts})
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(w, "SLOT\tPID\tSTATE")
+	for _, s := range statuses {
+		pid := "-"
+		if s.PID != 0 {
+			pid = fmt.Sprint(s.PID)
+		}
+		state := stateText[s.State]
+		if s.State == slotgc.BadPIDFile {
+			state += ": " + cause(s.Err)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", s.Name, pid, state)
+	}
+	w.Flush()
+	fmt.Fprintf(c.stdout, "%s: %d live, %d dead (%d gone, %d reused), %d without a pid file, %d with an unusable one\n",
+		count(len(statuses), "slot"), counts["live"], counts["gone"]+counts["reused"], counts["gone"], counts["reused"], counts["no-pid-file"], counts["bad-pid-file"])
+	return exitOK
+}
+
+// cause is the innermost message of a pid-file error: the path is the
+// slot's, already on the line.
+func cause(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+func (c cli) prune(dryRun bool) int {
+	if ok, code := c.checkWorkspace(); !ok {
+		return code
+	}
+	var names []string
+	var err error
+	if dryRun {
+		names, err = slotgc.DeadSlots(c.workspace)
+	} else {
+		names, err = slotgc.PruneDead(c.workspace)
+	}
+	var slotErr *slotgc.SlotError
+	if err != nil && !errors.As(err, &slotErr) {
+		return c.fail(err) // the swarm directory itself could not be read
+	}
+	code := exitOK
+	if err != nil {
+		c.report(err)
+		code = exitSlotFailed
+	}
+	if c.json {
+		if names == nil {
+			names = []string{}
+		}
+		out := map[string]any{"workspace": c.workspace, "dry_run": dryRun, "slots": names}
+		if err != nil {
+			out["error"] = err.Error()
+		}
+		if jsonCode := c.printJSON(out); jsonCode != exitOK {
+			return jsonCode
+		}
+		return code
+	}
+	verb := "removed"
+	if dryRun {
+		verb = "would remove"
+	}
+	for _, name := range names {
+		fmt.Fprintln(c.stdout, verb, name)
+	}
+	fmt.Fprintf(c.stdout, "%s %s\n", verb, count(len(names), "dead slot"))
+	return code
+}
+
+// leafJSON is one live leaf in the JSON output of down.
+type leafJSON struct {
+	Name    string `json:"name"`
+	PID     int    `json:"pid"`
+	Stopped bool   `json:"stopped"`
+}
+
+func (c cli) down(dryRun bool) int {
+	if ok, code := c.checkWorkspace(); !ok {
+		return code
+	}
+	live, err := slotgc.LiveSlots(c.workspace)
+	if err != nil {
+		return c.fail(err)
+	}
+	stopped := make([]bool, len(live))
+	if !dryRun {
+		var wg sync.WaitGroup
+		for i, s := range live {
+			wg.Go(func() { stopped[i] = slotgc.Kill(s.PID) })
+		}
+		wg.Wait()
+	}
+	code := exitOK
+	for i, s := range live {
+		if !dryRun && !stopped[i] {
+			fmt.Fprintf(c.stderr, "slotgc: could not stop the leaf of slot %q (pid %d)\n", s.Name, s.PID)
+			code = exitSlotFailed
+		}
+	}
+	if c.json {
+		leaves := make([]leafJSON, len(live))
+		for i, s := range live {
+			leaves[i] = leafJSON{Name: s.Name, PID: s.PID, Stopped: stopped[i]}
+		}
+		if jsonCode := c.printJSON(map[string]any{"workspace": c.workspace, "dry_run": dryRun, "leaves": leaves}); jsonCode != exitOK {
+			return jsonCode
+		}
+		return code
+	}
+	for i, s := range live {
+		switch {
+		case dryRun:
+			fmt.Fprintf(c.stdout, "would stop %s (pid %d)\n", s.Name, s.PID)
+		case stopped[i]:
+			fmt.Fprintf(c.stdout, "stopped %s (pid %d)\n", s.Name, s.PID)
+		default:
+			fmt.Fprintf(c.stdout, "still running %s (pid %d)\n", s.Name, s.PID)
+		}
+	}
+	n := 0
+	for _, ok := range stopped {
+		if ok {
+			n++
+		}
+	}
+	if dryRun {
+		fmt.Fprintf(c.stdout, "would stop %s\n", count(len(live), "live leaf"))
+	} else {
+		fmt.Fprintf(c.stdout, "stopped %d of %s\n", n, count(len(live), "live leaf"))
+	}
+	return code
+}
+
+// count says "1 slot", "2 slots", "1 live leaf", "3 live leaves".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "leaf") {
+		return fmt.Sprintf("%d %sves", n, strings.TrimSuffix(noun, "f"))
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

@@ -1,0 +1,395 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bones-swarm/slotgc"
+)
+
+// helperEnv makes the test binary a helper child instead: "sleep" says
+// ready and sleeps until killed; "exit" exits at once.
+const helperEnv = "SLOTGC_CMD_TEST_HELPER"
+
+const (
+	childLifetime = 5 * time.Minute
+	settleTimeout = 10 * time.Second
+)
+
+// slotgcBin is the command under test, built once by TestMain.
+var slotgcBin string
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(helperEnv) {
+	case "sleep":
+		fmt.Println("ready")
+		time.Sleep(childLifetime)
+		os.Exit(0)
+	case "exit":
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "slotgc-cmd-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	// World-readable, so that the permission tests can run it as uid 65534.
+	os.Chmod(dir, 0o755)
+	slotgcBin = filepath.Join(dir, "slotgc")
+	if runtime.GOOS == "windows" {
+		slotgcBin += ".exe"
+	}
+	build := exec.Command("go", "build", "-o", slotgcBin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building slotgc:", err)
+		os.RemoveAll(dir)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is what one run of the command printed and returned.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// slotgcCmd returns the command under test with args, ready to run.
+func slotgcCmd(args ...string) *exec.Cmd {
+	return exec.Command(slotgcBin, args...)
+}
+
+func runCmd(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("running %v: %v", cmd.Args, err)
+	}
+	return result{stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()}
+}
+
+func runSlotgc(t *testing.T, args ...string) result {
+	t.Helper()
+	return runCmd(t, slotgcCmd(args...))
+}
+
+// startChild starts a sleeping helper child, waits until it is ready, and
+// kills and reaps it when the test ends.
+func startChild(t *testing.T) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=sleep")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	ready := make(chan bool, 1)
+	go func() { ready <- bufio.NewScanner(stdout).Scan() }()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatal("child did not say ready")
+		}
+	case <-time.After(settleTimeout):
+		t.Fatal("child not ready in time")
+	}
+	return cmd
+}
+
+// deadPID returns the pid of a child that was started and reaped.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=exit")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+// workspace makes a workspace with the slots live (naming a live child),
+// dead (a reaped child), half-built (no pid file) and broken (no pid in
+// its pid file), and returns it with the live child.
+func workspace(t *testing.T) (string, *exec.Cmd) {
+	t.Helper()
+	ws := t.TempDir()
+	child := startChild(t)
+	slots := map[string]string{
+		"live":       strconv.Itoa(child.Process.Pid) + "\n",
+		"dead":       strconv.Itoa(deadPID(t)) + "\n",
+		"half-built": "",
+		"broken":     "not a pid\n",
+	}
+	for name, content := range slots {
+		dir := filepath.Join(ws, slotgc.SwarmDir, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if content != "" {
+			if err := os.WriteFile(filepath.Join(dir, slotgc.PIDFile), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return ws, child
+}
+
+func slotExists(t *testing.T, ws, name string) bool {
+	t.Helper()
+	_, err := os.Lstat(filepath.Join(ws, slotgc.SwarmDir, name))
+	return err == nil
+}
+
+func TestStatus(t *testing.T) {
+	ws, child := workspace(t)
+	pid := child.Process.Pid
+	r := runSlotgc(t, "-C", ws, "status")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	want := [][]string{
+		{"SLOT", "PID", "STATE"},
+		{"broken", "-", "unusable pid file: pid file does not hold a decimal number"},
+		{"dead", "", "dead (gone)"},
+		{"half-built", "-", "no pid file"},
+		{"live", strconv.Itoa(pid), "live"},
+	}
+	if r.code != 0 || r.stderr != "" || len(lines) != len(want)+1 {
+		t.Fatalf("slotgc status = %d, stdout %q, stderr %q; want 0, %d lines, no stderr", r.code, r.stdout, r.stderr, len(want)+1)
+	}
+	for i, w := range want {
+		fields := strings.SplitN(strings.Join(strings.Fields(lines[i]), " "), " ", 3)
+		if fields[0] != w[0] || w[1] != "" && fields[1] != w[1] || fields[2] != w[2] {
+			t.Errorf("status line %d = %q, want fields %q", i, lines[i], w)
+		}
+	}
+	if got, want := lines[len(lines)-1], "4 slots: 1 live, 1 dead (1 gone, 0 reused), 1 without a pid file, 1 with an unusable one"; got != want {
+		t.Errorf("summary = %q, want %q", got, want)
+	}
+	if def := runSlotgc(t, "-C", ws); def != r {
+		t.Errorf("slotgc with no command = %+v, want the same as status: %+v", def, r)
+	}
+}
+
+func TestStatusJSON(t *testing.T) {
+	ws, child := workspace(t)
+	r := runSlotgc(t, "-C", ws, "-json", "status")
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("slotgc -json status = %d, stderr %q; want 0, none", r.code, r.stderr)
+	}
+	var got struct {
+		Workspace string
+		Slots     []slotJSON
+		Counts    map[string]int
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("slotgc -json status printed %q: %v", r.stdout, err)
+	}
+	if got.Workspace != ws {
+		t.Errorf("workspace = %q, want %q", got.Workspace, ws)
+	}
+	wantStates := []struct {
+		name, state string
+		dead        bool
+	}{{"broken", "bad-pid-file", false}, {"dead", "gone", true}, {"half-built", "no-pid-file", false}, {"live", "live", false}}
+	if len(got.Slots) != len(wantStates) {
+		t.Fatalf("slots = %+v, want %d", got.Slots, len(wantStates))
+	}
+	for i, w := range wantStates {
+		s := got.Slots[i]
+		if s.Name != w.name || s.State != w.state || s.Dead != w.dead {
+			t.Errorf("slot %d = %+v, want %s %s dead=%v", i, s, w.name, w.state, w.dead)
+		}
+	}
+	if got.Slots[3].PID != child.Process.Pid || got.Slots[0].PID != 0 || got.Slots[0].Error == "" {
+		t.Errorf("slots = %+v: want the live child's pid on live, no pid and an error on broken", got.Slots)
+	}
+	wantCounts := map[string]int{"live": 1, "gone": 1, "no-pid-file": 1, "bad-pid-file": 1}
+	if !reflect.DeepEqual(got.Counts, wantCounts) {
+		t.Errorf("counts = %v, want %v", got.Counts, wantCounts)
+	}
+}
+
+func TestPrune(t *testing.T) {
+	ws, _ := workspace(t)
+	r := runSlotgc(t, "-C", ws, "prune", "-n")
+	if r.code != 0 || r.stdout != "would remove dead\nwould remove 1 dead slot\n" || r.stderr != "" {
+		t.Errorf("slotgc prune -n = %+v", r)
+	}
+	if !slotExists(t, ws, "dead") {
+		t.Fatal("prune -n removed the dead slot")
+	}
+	r = runSlotgc(t, "-C", ws, "-json", "prune")
+	var got struct {
+		DryRun bool `json:"dry_run"`
+		Slots  []string
+		Error  string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
+		t.Fatalf("slotgc -json prune = %+v: %v", r, err)
+	}
+	if got.DryRun || !reflect.DeepEqual(got.Slots, []string{"dead"}) || got.Error != "" {
+		t.Errorf("slotgc -json prune = %+v, want slots [dead], no dry run, no error", got)
+	}
+	for name, want := range map[string]bool{"dead": false, "live": true, "half-built": true, "broken": true} {
+		if slotExists(t, ws, name) != want {
+			t.Errorf("after prune, slot %s exists = %v, want %v", name, !want, want)
+		}
+	}
+	if r := runSlotgc(t, "-C", ws, "prune"); r.code != 0 || r.stdout != "removed 0 dead slots\n" {
+		t.Errorf("second slotgc prune = %+v", r)
+	}
+}
+
+func TestDown(t *testing.T) {
+	ws, child := workspace(t)
+	pid := child.Process.Pid
+	r := runSlotgc(t, "-C", ws, "down", "-n")
+	if want := fmt.Sprintf("would stop live (pid %d)\nwould stop 1 live leaf\n", pid); r.code != 0 || r.stdout != want {
+		t.Errorf("slotgc down -n = %+v, want stdout %q", r, want)
+	}
+	if !slotgc.Alive(pid) {
+		t.Fatal("down -n stopped the leaf")
+	}
+	r = runSlotgc(t, "-C", ws, "-json", "down")
+	var got struct {
+		DryRun bool `json:"dry_run"`
+		Leaves []leafJSON
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
+		t.Fatalf("slotgc -json down = %+v: %v", r, err)
+	}
+	if want := []leafJSON{{"live", pid, true}}; got.DryRun || !reflect.DeepEqual(got.Leaves, want) {
+		t.Errorf("slotgc -json down = %+v, want leaves %+v", got, want)
+	}
+	if err := child.Wait(); err == nil || !killedPolitely(child.ProcessState) {
+		t.Errorf("the leaf ended with %v, want the polite request", err)
+	}
+}
+
+func TestDownConcurrent(t *testing.T) {
+	ws := t.TempDir()
+	const leaves = 6
+	var children []*exec.Cmd
+	for i := range leaves {
+		child := startChild(t)
+		children = append(children, child)
+		dir := filepath.Join(ws, slotgc.SwarmDir, fmt.Sprintf("leaf-%d", i))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, slotgc.PIDFile), []byte(strconv.Itoa(child.Process.Pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runSlotgc(t, "-C", ws, "down")
+	if r.code != 0 || !strings.HasSuffix(r.stdout, fmt.Sprintf("stopped %d of %d live leaves\n", leaves, leaves)) {
+		t.Errorf("slotgc down = %+v", r)
+	}
+	for _, child := range children {
+		if err := child.Wait(); err == nil {
+			t.Errorf("leaf %d still ran until killed by the cleanup", child.Process.Pid)
+		}
+	}
+}
+
+func TestWorkspaceProblems(t *testing.T) {
+	notWorkspace := t.TempDir()
+	swarmIsFile := t.TempDir()
+	if err := os.Mkdir(filepath.Join(swarmIsFile, ".bones"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(swarmIsFile, slotgc.SwarmDir), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	noSwarm := t.TempDir()
+	if err := os.Mkdir(filepath.Join(noSwarm, ".bones"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing")
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string // substring
+		wantStderr string // substring
+	}{
+		{"no .bones", []string{"-C", notWorkspace}, 0, "no .bones directory", ""},
+		{"no .bones, prune", []string{"-C", notWorkspace, "prune"}, 0, "no .bones directory", ""},
+		{"no .bones, json", []string{"-C", notWorkspace, "-json", "down"}, 0, `"note"`, ""},
+		{"no swarm", []string{"-C", noSwarm}, 0, "0 slots", ""},
+		{"swarm is a file", []string{"-C", swarmIsFile}, 2, "", filepath.Join(swarmIsFile, slotgc.SwarmDir)},
+		{"swarm is a file, prune", []string{"-C", swarmIsFile, "prune"}, 2, "", "not a directory"},
+		{"swarm is a file, down", []string{"-C", swarmIsFile, "down"}, 2, "", "not a directory"},
+		{"missing workspace", []string{"-C", missing}, 2, "", missing},
+		{"unknown command", []string{"-C", noSwarm, "frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{"unknown flag", []string{"-x"}, 2, "", "flag provided but not defined"},
+		{"status with an argument", []string{"-C", noSwarm, "status", "x"}, 2, "", "status takes no arguments"},
+		{"prune with an argument", []string{"-C", noSwarm, "prune", "x"}, 2, "", "prune takes no arguments"},
+		{"demo without a directory", []string{"demo"}, 2, "", "demo takes one argument"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runSlotgc(t, tc.args...)
+			if r.code != tc.wantCode || !strings.Contains(r.stdout, tc.wantStdout) || !strings.Contains(r.stderr, tc.wantStderr) {
+				t.Errorf("slotgc %q = %+v, want code %d, stdout with %q, stderr with %q", tc.args, r, tc.wantCode, tc.wantStdout, tc.wantStderr)
+			}
+			if tc.wantCode == 0 && r.stderr != "" || tc.wantCode == 2 && r.stdout != "" {
+				t.Errorf("slotgc %q: results belong on stdout and errors on stderr: %+v", tc.args, r)
+			}
+		})
+	}
+}
+
+func TestDemo(t *testing.T) {
+	ws := filepath.Join(t.TempDir(), "demo")
+	r := runSlotgc(t, "demo", ws)
+	if r.code != 0 {
+		t.Fatalf("slotgc demo = %+v", r)
+	}
+	statuses, err := slotgc.Scan(ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]slotgc.State{}
+	for _, s := range statuses {
+		got[s.Name] = s.State
+	}
+	want := map[string]slotgc.State{"alpha": slotgc.Live, "beta": slotgc.Gone, "gamma": slotgc.NoPIDFile, "delta": slotgc.BadPIDFile}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("demo workspace = %v, want %v", got, want)
+	}
+	var leaf int
+	for _, s := range statuses {
+		if s.Name == "alpha" {
+			leaf = s.PID
+		}
+	}
+	t.Cleanup(func() { slotgc.Kill(leaf) })
+	if r := runSlotgc(t, "-C", ws, "down"); r.code != 0 || slotgc.Alive(leaf) {
+		t.Errorf("slotgc down on the demo = %+v; leaf %d alive: %v", r, leaf, slotgc.Alive(leaf))
+	}
+}

@@ -1,0 +1,98 @@
+//go:build unix
+
+package main
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/bones-swarm/slotgc"
+)
+
+// nobody is the unprivileged user the tests drop to when run as root.
+const nobody = 65534
+
+func killedPolitely(ps *os.ProcessState) bool {
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
+}
+
+// needRoot skips the test unless it runs as root, or fails it where
+// SLOTGC_TEST_REQUIRE_ROOT=1 (as in CI) forbids skipping.
+func needRoot(t *testing.T) {
+	t.Helper()
+	switch {
+	case os.Getuid() == 0:
+	case os.Getenv("SLOTGC_TEST_REQUIRE_ROOT") == "1":
+		t.Fatalf("needs root to drop to uid %d, and SLOTGC_TEST_REQUIRE_ROOT=1 forbids skipping", nobody)
+	default:
+		t.Skipf("needs root to drop to uid %d", nobody)
+	}
+}
+
+// asNobody runs the command under test as uid and gid 65534.
+func asNobody(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := slotgcCmd(args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	return runCmd(t, cmd)
+}
+
+// giveToNobody hands the workspace to nobody, all but the skipped paths,
+// and opens the way to it.
+func giveToNobody(t *testing.T, ws string, skip ...string) {
+	t.Helper()
+	for p := filepath.Dir(ws); p != filepath.Dir(p); p = filepath.Dir(p) {
+		if err := os.Chmod(p, 0o755); err != nil && !strings.HasPrefix(p, os.TempDir()) {
+			continue
+		}
+	}
+	err := filepath.WalkDir(ws, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		for _, s := range skip {
+			if path == s {
+				return fs.SkipDir
+			}
+		}
+		return os.Lchown(path, nobody, nobody)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPruneFailureExitCode(t *testing.T) {
+	needRoot(t)
+	ws, _ := workspace(t)
+	locked := filepath.Join(ws, slotgc.SwarmDir, "dead", "locked")
+	if err := os.Mkdir(locked, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(locked, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	giveToNobody(t, ws, locked)
+	r := asNobody(t, "-C", ws, "prune")
+	if r.code != 1 || !strings.Contains(r.stderr, `"dead"`) || !strings.Contains(r.stderr, "permission denied") {
+		t.Errorf("slotgc prune as nobody over a root-owned subtree = %+v, want exit 1 naming slot dead and the cause", r)
+	}
+}
+
+func TestDownFailureExitCode(t *testing.T) {
+	needRoot(t)
+	ws, child := workspace(t)
+	giveToNobody(t, ws)
+	r := asNobody(t, "-C", ws, "down")
+	if r.code != 1 || !strings.Contains(r.stderr, `could not stop the leaf of slot "live"`) {
+		t.Errorf("slotgc down as nobody against root's leaf = %+v, want exit 1 naming the slot", r)
+	}
+	if !slotgc.Alive(child.Process.Pid) {
+		t.Error("nobody stopped root's leaf")
+	}
+}
