@@ -98,7 +98,7 @@ func BenchmarkDeadSlots(b *testing.B) {
 			name string
 			call func(string) ([]string, error)
 		}{{"slotgc", DeadSlots}, {"naive", naiveDeadSlots}} {
-			b.Run(fmt.Sprintf("slots=%d/%s", n, impl.name), func(b *testing.B) {
+			b.Run(fmt.Sprintf("slots=%d/impl=%s", n, impl.name), func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
 					got, err := impl.call(ws)
@@ -122,7 +122,7 @@ func BenchmarkLiveSlots(b *testing.B) {
 			name string
 			call func(string) ([]Slot, error)
 		}{{"slotgc", LiveSlots}, {"naive", naiveLiveSlots}} {
-			b.Run(fmt.Sprintf("slots=%d/%s", n, impl.name), func(b *testing.B) {
+			b.Run(fmt.Sprintf("slots=%d/impl=%s", n, impl.name), func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
 					got, err := impl.call(ws)
@@ -169,7 +169,7 @@ func BenchmarkKill(b *testing.B) {
 		name string
 		kill func(int) bool
 	}{{"slotgc", Kill}, {"naive", naiveKill}} {
-		b.Run(impl.name, func(b *testing.B) {
+		b.Run("impl="+impl.name, func(b *testing.B) {
 			var lateness time.Duration
 			for b.Loop() {
 				b.StopTimer()

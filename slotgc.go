@@ -116,10 +116,16 @@ type SlotStatus struct {
 // A pid file is usable when it is a regular file (a symlink, FIFO, device or
 // directory is not) of at most 64 bytes whose content, with ASCII whitespace
 // trimmed, is a decimal number from 2 to 2³¹-1. It is never followed, never
-// read past 64 bytes and never blocked on.
+// read past 64 bytes and never blocked on. On Unix it is opened without
+// following symlinks and without blocking, and its type is checked on the
+// open file, so a FIFO or device there is opened but never read; on
+// Windows its type is checked first and only a regular file is opened.
 //
-// How the verdict for a usable pid is reached depends on the system; see
-// Alive for liveness and the package documentation for pid reuse.
+// The verdict on a usable pid differs by system. Linux and Windows see a
+// zombie or exited process as Gone and detect Reused pids, from /proc start
+// times and process creation times. macOS and the BSDs have neither in the
+// standard library: there a zombie is Live until reaped, and a reused pid
+// is Live. See Alive for how liveness is asked on each.
 func Scan(workspaceDir string) ([]SlotStatus, error) {
 	sw, entries, err := openSwarm(filepath.Join(workspaceDir, SwarmDir))
 	if sw == nil {
@@ -231,7 +237,7 @@ func verdict(pid int, written time.Time, ps *probeScope) State {
 // DeadSlots returns the names, sorted, of the slots whose pid file is usable
 // and names a process that is gone or whose pid was reused. Slots without a
 // usable pid file are never reported. A missing swarm directory yields
-// nil, nil.
+// nil, nil. What counts as gone or reused differs by system; see Scan.
 func DeadSlots(workspaceDir string) ([]string, error) {
 	statuses, err := Scan(workspaceDir)
 	var dead []string
@@ -245,7 +251,8 @@ func DeadSlots(workspaceDir string) ([]string, error) {
 
 // LiveSlots returns the slots, sorted by name, whose pid file is usable and
 // names a live process. Every slot with a usable pid file is in exactly one
-// of DeadSlots and LiveSlots. A missing swarm directory yields nil, nil.
+// of DeadSlots and LiveSlots. A missing swarm directory yields nil, nil. On
+// macOS and the BSDs, zombies and reused pids are among the live; see Scan.
 func LiveSlots(workspaceDir string) ([]Slot, error) {
 	statuses, err := Scan(workspaceDir)
 	var live []Slot
@@ -273,6 +280,11 @@ func LiveSlots(workspaceDir string) ([]Slot, error) {
 // errors.Is(err, fs.ErrPermission) works; the names removed are returned
 // with it. An error that holds no *SlotError means the swarm directory
 // itself could not be read. A missing swarm directory yields nil, nil.
+//
+// Which slots are dead differs by system; see Scan. On Windows a slot
+// directory that some process still holds open (as its working directory,
+// or a file in it opened without FILE_SHARE_DELETE) cannot be renamed, so
+// PruneDead reports that slot as failed and leaves it whole.
 func PruneDead(workspaceDir string) ([]string, error) {
 	sw, entries, err := openSwarm(filepath.Join(workspaceDir, SwarmDir))
 	if sw == nil {

@@ -47,8 +47,14 @@ func asNobody(t *testing.T, args ...string) result {
 func giveToNobody(t *testing.T, ws string, skip ...string) {
 	t.Helper()
 	for p := filepath.Dir(ws); p != filepath.Dir(p); p = filepath.Dir(p) {
-		if err := os.Chmod(p, 0o755); err != nil && !strings.HasPrefix(p, os.TempDir()) {
-			continue
+		info, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := info.Mode().Perm(); perm&0o005 != 0o005 {
+			if err := os.Chmod(p, perm|0o005); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	err := filepath.WalkDir(ws, func(path string, d fs.DirEntry, err error) error {
