@@ -27,10 +27,10 @@
 //     zombie remains (Linux) or only handles to it remain (Windows).
 //   - Reused (dead): a process has that pid but started more than 5 seconds
 //     after the pid file was last written, so it cannot be the leaf. The
-//     5 seconds absorb coarse file times, whole-second boot times and small
-//     clock slew. On Linux a process's start time is derived from the boot
-//     time, which moves with the wall clock: a clock stepped forward by more
-//     than 5 seconds while a leaf runs makes that leaf look reused.
+//     5 seconds absorb coarse file times and small clock slew. On Linux a
+//     process's start time is derived from the boot time, which moves with
+//     the wall clock: a clock stepped forward by more than 5 seconds while a
+//     leaf runs makes that leaf look reused.
 //   - Live: any other process with that pid, including one owned by another
 //     user and one whose start time cannot be read.
 //

@@ -35,8 +35,8 @@ const (
 
 	// startTolerance is how much later than its pid file's modification time
 	// a process may have started and still count as the leaf that wrote it.
-	// It absorbs timestamp granularity (coarse file system clocks, whole
-	// seconds of boot time on Linux) and small clock slew.
+	// It absorbs timestamp granularity (FAT keeps file times to 2 seconds,
+	// /proc start times to 10ms) and small clock slew.
 	startTolerance = 5 * time.Second
 
 	// killGrace is how long Kill waits after the polite request before it
