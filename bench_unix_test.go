@@ -91,24 +91,7 @@ const liveLeaves = 16
 var benchSizes = []int{10, 1000, 10000}
 
 func BenchmarkDeadSlots(b *testing.B) {
-	dead := []int{deadPID(b)}
-	for _, n := range benchSizes {
-		ws := benchWorkspace(b, n, dead)
-		for _, impl := range []struct {
-			name string
-			call func(string) ([]string, error)
-		}{{"slotgc", DeadSlots}, {"naive", naiveDeadSlots}} {
-			b.Run(fmt.Sprintf("slots=%d/impl=%s", n, impl.name), func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					got, err := impl.call(ws)
-					if len(got) != n || err != nil {
-						b.Fatalf("%s(ws) = %d slots, %v, want %d, nil", impl.name, len(got), err, n)
-					}
-				}
-			})
-		}
-	}
+	benchScan(b, []int{deadPID(b)}, DeadSlots, naiveDeadSlots)
 }
 
 func BenchmarkLiveSlots(b *testing.B) {
@@ -116,12 +99,19 @@ func BenchmarkLiveSlots(b *testing.B) {
 	for range liveLeaves {
 		live = append(live, startChild(b, "sleep").Process.Pid)
 	}
+	benchScan(b, live, LiveSlots, naiveLiveSlots)
+}
+
+// benchScan times a scan and its naive baseline, side by side, on
+// workspaces of each of the benchSizes whose slots name pids in turn; every
+// slot must be in the result.
+func benchScan[R any](b *testing.B, pids []int, scan, naive func(string) ([]R, error)) {
 	for _, n := range benchSizes {
-		ws := benchWorkspace(b, n, live)
+		ws := benchWorkspace(b, n, pids)
 		for _, impl := range []struct {
 			name string
-			call func(string) ([]Slot, error)
-		}{{"slotgc", LiveSlots}, {"naive", naiveLiveSlots}} {
+			call func(string) ([]R, error)
+		}{{"slotgc", scan}, {"naive", naive}} {
 			b.Run(fmt.Sprintf("slots=%d/impl=%s", n, impl.name), func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
