@@ -768,3 +768,36 @@ func TestKill(t *testing.T) {
 		}
 	})
 }
+
+// TestRestore puts back a slot that came back to life after PruneDead
+// detached it, unless a new slot took its name meanwhile.
+func TestRestore(t *testing.T) {
+	tests := []struct {
+		name        string
+		nameTaken   bool
+		wantErr     bool
+		wantTrashed bool // the detached tree is still at its trash name
+	}{
+		{"name free", false, false, false},
+		{"name taken", true, true, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, swarm := workspace(t)
+			trash := addSlot(t, swarm, TrashPrefix+"1.revived", pidLine(os.Getpid()))
+			slot := filepath.Join(swarm, "revived")
+			if tc.nameTaken {
+				addSlot(t, swarm, "revived", noPIDFile)
+			}
+			err := restore(trash, slot)
+			if (err != nil) != tc.wantErr || err != nil && !strings.Contains(err.Error(), trash) {
+				t.Errorf("restore(trash, slot) = %v, want an error naming the trash: %v", err, tc.wantErr)
+			}
+			_, trashErr := os.Stat(filepath.Join(trash, PIDFile))
+			_, slotErr := os.Stat(filepath.Join(slot, PIDFile))
+			if trashed := trashErr == nil; trashed != tc.wantTrashed || slotErr == nil == tc.wantTrashed {
+				t.Errorf("after restore the pid file is at the trash name: %v, at the slot: %v; want at the trash: %v", trashed, slotErr == nil, tc.wantTrashed)
+			}
+		})
+	}
+}

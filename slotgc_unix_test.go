@@ -331,3 +331,36 @@ func TestPIDFileUnreadable(t *testing.T) {
 		t.Errorf("slot with an unreadable pid file was removed: %v", err)
 	}
 }
+
+// TestKillByPID runs the kill(2)-and-poll path that systems without pidfds
+// use, here where it can be checked against real children.
+func TestKillByPID(t *testing.T) {
+	tests := []struct {
+		mode       string
+		wantSignal syscall.Signal
+		minTime    time.Duration
+	}{
+		{"sleep", syscall.SIGTERM, 0},
+		{"ignore-term", syscall.SIGKILL, killGrace},
+	}
+	for _, tc := range tests {
+		t.Run(tc.mode, func(t *testing.T) {
+			cmd := startChild(t, tc.mode)
+			start := time.Now()
+			if !killByPID(cmd.Process.Pid) {
+				t.Fatalf("killByPID(%d) = false, want true", cmd.Process.Pid)
+			}
+			if took := time.Since(start); took < tc.minTime || took > tc.minTime+promptKill {
+				t.Errorf("killByPID took %v, want %v to %v", took, tc.minTime, tc.minTime+promptKill)
+			}
+			cmd.Wait()
+			ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+			if !ws.Signaled() || ws.Signal() != tc.wantSignal {
+				t.Errorf("child ended with %v, want %v", cmd.ProcessState, tc.wantSignal)
+			}
+		})
+	}
+	if pid := deadPID(t); !killByPID(pid) {
+		t.Errorf("killByPID(%d) = false for a reaped child, want true", pid)
+	}
+}
