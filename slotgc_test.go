@@ -36,6 +36,9 @@ const (
 	// settleTimeout bounds waits for a child to reach a state the test
 	// needs (ready, zombie).
 	settleTimeout = 10 * time.Second
+	// helperStartup is long enough for a helper child to start and reach
+	// its start gate.
+	helperStartup = 300 * time.Millisecond
 	// promptKill is the most a Kill of a process that dies at the first
 	// request may take: far below the 2 s grace, so a Kill that waited out
 	// the grace fails the test.
@@ -47,8 +50,8 @@ const (
 //	sleep        say "ready" on stdout, sleep until killed
 //	ignore-term  ignore SIGTERM, say "ready", sleep until killed
 //	exit         exit at once
-//	call         run the slotgc call named by the helper's arguments and
-//	             print its result as JSON (used to run as another user)
+//	call         once stdin is closed, run the slotgc call named by the
+//	             helper's arguments and print its result as JSON
 func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
 	case "":
@@ -62,6 +65,7 @@ func TestMain(m *testing.M) {
 		time.Sleep(childLifetime)
 	case "exit":
 	case "call":
+		io.Copy(io.Discard, os.Stdin) // a start gate: go when stdin closes
 		os.Exit(runCall(os.Args[len(os.Args)-2], os.Args[len(os.Args)-1]))
 	default:
 		fmt.Fprintln(os.Stderr, "unknown helper mode")
@@ -617,13 +621,47 @@ func TestPruneDeadConcurrent(t *testing.T) {
 			}
 		}
 	}
+	// Half the callers are goroutines of this process, half other
+	// processes.
 	const callers = 8
 	results := make([][]string, callers)
 	errs := make([]error, callers)
 	var wg sync.WaitGroup
+	var gates []io.Closer
+	start := make(chan struct{})
 	for i := range callers {
-		wg.Go(func() { results[i], errs[i] = PruneDead(ws) })
+		if i%2 == 0 {
+			wg.Go(func() {
+				<-start
+				results[i], errs[i] = PruneDead(ws)
+			})
+			continue
+		}
+		cmd := helperCmd(t, testBinary(t), "call", "PruneDead", ws)
+		gate, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gates = append(gates, gate)
+		wg.Go(func() {
+			out, err := cmd.Output()
+			var r callResult
+			if err == nil {
+				err = json.Unmarshal(out, &r)
+			}
+			if err == nil && r.Err != "" {
+				err = errors.New(r.Err)
+			}
+			results[i], errs[i] = r.Names, err
+		})
 	}
+	// The helpers start up while they wait on their gates; opening every
+	// gate at once lets the calls overlap.
+	time.Sleep(helperStartup)
+	for _, gate := range gates {
+		gate.Close()
+	}
+	close(start)
 	wg.Wait()
 	var all []string
 	for i := range callers {
