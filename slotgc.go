@@ -437,7 +437,9 @@ func validPID(pid int) bool {
 //
 // On Linux every signal goes through one pidfd opened at the start, so a pid
 // recycled while Kill waits is never signalled; Kill wakes on the pidfd the
-// moment the process exits. Where pidfd_open is unavailable (Linux before
+// moment the process exits. The id of a thread that is not a process's main
+// thread yields false there, unsignalled, since kill(2) would signal the
+// thread's whole process. Where pidfd_open is unavailable (Linux before
 // 5.3, or a sandbox that forbids it) and on other Unix systems, Kill signals
 // the pid with kill(2) and polls with a backoff starting at 100µs; there a
 // zombie is only seen as gone once reaped. The request to stop is SIGTERM

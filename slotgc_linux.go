@@ -268,13 +268,19 @@ func syscallBase() uintptr {
 
 // kill signals through one pidfd and waits on it, so a pid recycled during
 // the wait is never signalled and the exit is seen the moment it happens.
-// Where pidfd_open fails for any reason but ESRCH (Linux before 5.3,
-// seccomp), it falls back to the bare pid.
+// pidfd_open refuses the id of a thread that does not lead its process,
+// with EINVAL or, on recent kernels, ENOENT
+// (https://man7.org/linux/man-pages/man2/pidfd_open.2.html); kill(2) would
+// signal that thread's whole process, so such an id is left alone. Where
+// pidfd_open fails for any other reason but ESRCH (Linux before 5.3,
+// seccomp), kill falls back to the bare pid.
 func kill(pid int) bool {
 	fd, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), 0, 0)
 	switch {
 	case errors.Is(errno, syscall.ESRCH):
 		return true
+	case errors.Is(errno, syscall.EINVAL), errors.Is(errno, syscall.ENOENT):
+		return false
 	case errno != 0:
 		return killByPID(pid)
 	}

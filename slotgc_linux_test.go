@@ -308,3 +308,31 @@ func FuzzAppendDirents(f *testing.F) {
 		}
 	})
 }
+
+// TestKillThreadID asks Kill to kill the id of a thread that is not its
+// process's main thread: kill(2) would signal the whole process, so Kill
+// must refuse.
+func TestKillThreadID(t *testing.T) {
+	cmd := startChild(t, "sleep")
+	pid := cmd.Process.Pid
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid := 0
+	for _, task := range tasks {
+		if id, err := strconv.Atoi(task.Name()); err == nil && id != pid {
+			tid = id
+			break
+		}
+	}
+	if tid == 0 {
+		t.Fatalf("setup: child %d shows no thread but its main one: %v", pid, tasks)
+	}
+	if Kill(tid) {
+		t.Errorf("Kill(%d) = true for a thread of process %d, want false", tid, pid)
+	}
+	if st, err := readProcStat(pid); err != nil || st.state == 'Z' {
+		t.Errorf("the thread's process died: %+v, %v", st, err)
+	}
+}
