@@ -116,10 +116,10 @@ type SlotStatus struct {
 // A pid file is usable when it is a regular file (a symlink, FIFO, device or
 // directory is not) of at most 64 bytes whose content, with ASCII whitespace
 // trimmed, is a decimal number from 2 to 2³¹-1. It is never followed, never
-// read past 64 bytes and never blocked on. On Unix it is opened without
-// following symlinks and without blocking, and its type is checked on the
-// open file, so a FIFO or device there is opened but never read; on
-// Windows its type is checked first and only a regular file is opened.
+// read past 64 bytes and never blocked on: it is opened without following
+// symlinks (on Windows, junctions too) and, on Unix, without blocking, and
+// its type is checked on the open file before anything is read, so a FIFO
+// or device there is opened but never read.
 //
 // The verdict on a usable pid differs by system. Linux and Windows see a
 // zombie or exited process as Gone and detect Reused pids, from /proc start

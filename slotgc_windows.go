@@ -27,22 +27,28 @@ const (
 )
 
 // readPIDFile reads the pid file of the swarm entry named entry and returns
-// the pid it names and the time it was last written. Lstat comes first, so
-// that a symlink or junction is refused, never followed.
+// the pid it names and the time it was last written.
+//
+// The file is opened with FILE_FLAG_OPEN_REPARSE_POINT, which os.OpenFile
+// passes on from the high bits of its flag
+// (https://learn.microsoft.com/windows/win32/api/fileapi/nf-fileapi-createfilew),
+// so a symlink or junction is opened itself, never followed, as O_NOFOLLOW
+// does on Unix; its type is then checked on the open handle before
+// anything is read.
 func readPIDFile(sw *swarmDir, entry string) (int, time.Time, error) {
 	path := sw.pidFilePath(entry)
-	info, err := os.Lstat(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.FILE_FLAG_OPEN_REPARSE_POINT, 0)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
 	if err != nil {
 		return 0, time.Time{}, err
 	}
 	if err := checkPIDFileInfo(info.Mode().IsRegular(), info.Size()); err != nil {
 		return 0, time.Time{}, &fs.PathError{Op: "read", Path: path, Err: err}
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, time.Time{}, err
-	}
-	defer f.Close()
 	var buf [maxPIDFileSize + 1]byte
 	n, err := io.ReadFull(f, buf[:])
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
