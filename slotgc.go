@@ -155,7 +155,7 @@ type swarmEntry struct {
 // openSwarm opens the swarm directory and reads its entries, sorted by
 // name. A missing swarm directory yields a nil swarmDir and no error.
 func openSwarm(path string) (*swarmDir, []swarmEntry, error) {
-	f, err := os.Open(path)
+	f, err := openDir(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
 	}
@@ -163,7 +163,7 @@ func openSwarm(path string) (*swarmDir, []swarmEntry, error) {
 		return nil, nil, fmt.Errorf("slotgc: read swarm directory: %w", err)
 	}
 	sw := &swarmDir{path: path, f: f, fd: f.Fd()}
-	entries, err := sw.entries()
+	entries, err := readSwarmEntries(sw)
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("slotgc: read swarm directory: %w", err)
@@ -173,18 +173,6 @@ func openSwarm(path string) (*swarmDir, []swarmEntry, error) {
 }
 
 func (sw *swarmDir) close() { sw.f.Close() }
-
-// entries reads the swarm directory's entries, after checking that it is
-// a directory at all: under Wine, reading a file as a directory yields no
-// entries and no error.
-func (sw *swarmDir) entries() ([]swarmEntry, error) {
-	if info, err := sw.f.Stat(); err != nil {
-		return nil, err
-	} else if !info.IsDir() {
-		return nil, &fs.PathError{Op: "readdir", Path: sw.path, Err: errNotDir}
-	}
-	return readSwarmEntries(sw)
-}
 
 // classifyAll classifies the slot directories among entries, and lists the
 // trash entries PruneDead left there. Files and symlinks are skipped.
@@ -485,10 +473,7 @@ var (
 	errNotAPID      = errors.New("pid file does not hold a decimal number")
 	errPIDRange     = errors.New("pid file names a pid outside 2..2147483647")
 	errNotRegular   = errors.New("pid file is not a regular file")
-	// errNotDir is not syscall.ENOTDIR, which on Windows is
-	// ERROR_PATH_NOT_FOUND and so reads as fs.ErrNotExist.
-	errNotDir   = errors.New("not a directory")
-	errTooLarge = errors.New("pid file is larger than 64 bytes")
+	errTooLarge     = errors.New("pid file is larger than 64 bytes")
 )
 
 func trimASCIISpace(b []byte) []byte {

@@ -26,6 +26,27 @@ const (
 	errorInvalidParameter = syscall.Errno(87)
 )
 
+// errNotDir is not syscall.ENOTDIR, which on Windows is
+// ERROR_PATH_NOT_FOUND and so reads as fs.ErrNotExist.
+var errNotDir = errors.New("not a directory")
+
+// openDir opens the directory at path, after checking that it is one:
+// under Wine, reading a file as a directory yields no entries and no error.
+func openDir(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if info, err := f.Stat(); err != nil || !info.IsDir() {
+		f.Close()
+		if err == nil {
+			err = &fs.PathError{Op: "open", Path: path, Err: errNotDir}
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
 // readPIDFile reads the pid file of the swarm entry named entry and returns
 // the pid it names and the time it was last written.
 //
