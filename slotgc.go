@@ -111,7 +111,9 @@ type SlotStatus struct {
 // result is sorted by name and holds one entry per real directory directly
 // under <workspaceDir>/.bones/swarm; files, symlinks and PruneDead's own
 // entries there are not slots. A missing swarm directory yields nil, nil;
-// any other failure to read it is an error naming the path.
+// any other failure to read it is an error naming the path. (On Windows a
+// .bones that is a file also reads as missing: Windows reports the path
+// beneath it as not found.)
 //
 // A pid file is usable when it is a regular file (a symlink, FIFO, device or
 // directory is not) of at most 64 bytes whose content, with ASCII whitespace
