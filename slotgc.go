@@ -439,7 +439,7 @@ func validPID(pid int) bool {
 // handle opened at the start and waits on that handle for the exit.
 func Kill(pid int) bool {
 	switch {
-	case pid < 1 || pid > math.MaxInt32:
+	case !validPID(pid):
 		return true
 	case pid == 1 || pid == os.Getpid():
 		return false
