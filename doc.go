@@ -7,9 +7,17 @@
 //
 // # Layout
 //
-// A workspace keeps one directory per slot under .bones/swarm:
+// A workspace keeps its state in a directory .bones, with one directory per
+// slot under .bones/swarm:
 //
 //	<workspace>/.bones/swarm/<slot>/leaf.pid
+//
+// The environment decides where the state lives, as it does for the swarm
+// CLI from its 0.11 release: when BONES_DIR is set and not empty, the
+// state directory is that path (made absolute) instead of
+// <workspace>/.bones, and the slots are under $BONES_DIR/swarm whatever
+// workspace a call names. SwarmPath tells which swarm directory a call
+// reads.
 //
 // The worker of a slot (its leaf) writes its own pid into leaf.pid, as
 // decimal digits and a newline, after it starts; so the file's modification

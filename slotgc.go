@@ -17,8 +17,13 @@ import (
 
 // Layout of a workspace, relative to the workspace directory.
 const (
-	// SwarmDir holds one directory per slot.
+	// SwarmDir holds one directory per slot, unless StateDirEnv relocates
+	// it; see SwarmPath.
 	SwarmDir = ".bones/swarm"
+	// StateDirEnv names the environment variable with which the swarm CLI
+	// (from its 0.11 release) moves a workspace's whole state directory,
+	// .bones, out of the workspace. See SwarmPath.
+	StateDirEnv = "BONES_DIR"
 	// PIDFile is the file, inside a slot directory, that the leaf writes its
 	// pid into.
 	PIDFile = "leaf.pid"
@@ -107,13 +112,33 @@ type SlotStatus struct {
 	Err error
 }
 
+// SwarmPath returns the swarm directory that Scan, DeadSlots, LiveSlots and
+// PruneDead read for workspaceDir, by the swarm CLI's rule: when the
+// environment variable StateDirEnv (BONES_DIR) is set and not empty, the
+// state directory is its value made absolute (filepath.Abs, so a relative
+// value is taken from the current working directory; the value as given if
+// that fails) and the swarm directory is "swarm" inside it, whatever
+// workspaceDir is; otherwise it is <workspaceDir>/.bones/swarm. The path is
+// not checked: the operator owns it. The environment is read on every
+// call.
+func SwarmPath(workspaceDir string) string {
+	stateDir := os.Getenv(StateDirEnv)
+	if stateDir == "" {
+		return filepath.Join(workspaceDir, SwarmDir)
+	}
+	if abs, err := filepath.Abs(stateDir); err == nil {
+		stateDir = abs
+	}
+	return filepath.Join(stateDir, "swarm")
+}
+
 // Scan reads every slot directory of the workspace and classifies it. The
 // result is sorted by name and holds one entry per real directory directly
-// under <workspaceDir>/.bones/swarm; files, symlinks and PruneDead's own
-// entries there are not slots. A missing swarm directory yields nil, nil;
-// any other failure to read it is an error naming the path. (On Windows a
-// .bones that is a file also reads as missing: Windows reports the path
-// beneath it as not found.)
+// under the swarm directory, SwarmPath(workspaceDir); files, symlinks and
+// PruneDead's own entries there are not slots. A missing swarm directory
+// yields nil, nil; any other failure to read it is an error naming the
+// path. (On Windows a .bones that is a file also reads as missing: Windows
+// reports the path beneath it as not found.)
 //
 // A pid file is usable when it is a regular file (a symlink, FIFO, device or
 // directory is not) of at most 64 bytes whose content, with ASCII whitespace
@@ -129,7 +154,7 @@ type SlotStatus struct {
 // standard library: there a zombie is Live until reaped, and a reused pid
 // is Live. See Alive for how liveness is asked on each.
 func Scan(workspaceDir string) ([]SlotStatus, error) {
-	sw, entries, err := openSwarm(filepath.Join(workspaceDir, SwarmDir))
+	sw, entries, err := openSwarm(SwarmPath(workspaceDir))
 	if sw == nil {
 		return nil, err
 	}
@@ -276,7 +301,7 @@ func LiveSlots(workspaceDir string) ([]Slot, error) {
 // or a file in it opened without FILE_SHARE_DELETE) cannot be renamed, so
 // PruneDead reports that slot as failed and leaves it whole.
 func PruneDead(workspaceDir string) ([]string, error) {
-	sw, entries, err := openSwarm(filepath.Join(workspaceDir, SwarmDir))
+	sw, entries, err := openSwarm(SwarmPath(workspaceDir))
 	if sw == nil {
 		return nil, err
 	}

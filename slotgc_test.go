@@ -55,6 +55,9 @@ const (
 func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
 	case "":
+		// The tests lay out their own state directories; one relocated by
+		// the caller's environment would send every call elsewhere.
+		os.Unsetenv(StateDirEnv)
 		os.Exit(m.Run())
 	case "sleep":
 		fmt.Println("ready")
@@ -366,6 +369,91 @@ func TestMissingSwarm(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStateDirEnv relocates the state directory with BONES_DIR: the calls
+// must read <BONES_DIR>/swarm and leave the workspace's own .bones alone.
+func TestStateDirEnv(t *testing.T) {
+	live := startChild(t, "sleep").Process.Pid
+	dead := deadPID(t)
+	tests := []struct {
+		name     string
+		stateDir func(t *testing.T) (env, abs string) // BONES_DIR's value, and the directory it names
+	}{
+		{"absolute", func(t *testing.T) (string, string) {
+			dir := filepath.Join(tempDir(t), "state")
+			return dir, dir
+		}},
+		{"relative", func(t *testing.T) (string, string) {
+			parent := tempDir(t)
+			t.Chdir(parent)
+			return filepath.Join("rel", "state"), filepath.Join(parent, "rel", "state")
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env, stateDir := tc.stateDir(t)
+			t.Setenv(StateDirEnv, env)
+			ws, decoySwarm := workspace(t)
+			decoy := addSlot(t, decoySwarm, "decoy", pidLine(dead))
+			swarm := filepath.Join(stateDir, "swarm")
+			addSlot(t, swarm, "live", pidLine(live))
+			addSlot(t, swarm, "dead", pidLine(dead))
+			addSlot(t, swarm, "half-built", noPIDFile)
+
+			if got := SwarmPath(ws); got != swarm {
+				t.Errorf("SwarmPath(ws) = %q, want %q", got, swarm)
+			}
+			statuses, err := Scan(ws)
+			wantStates := map[string]State{"live": Live, "dead": Gone, "half-built": NoPIDFile}
+			if got := states(statuses); !reflect.DeepEqual(got, wantStates) || err != nil {
+				t.Errorf("Scan(ws) = %v, %v, want %v, nil", got, err, wantStates)
+			}
+			if got, err := DeadSlots(ws); !slices.Equal(got, []string{"dead"}) || err != nil {
+				t.Errorf("DeadSlots(ws) = %v, %v, want [dead], nil", got, err)
+			}
+			if got, err := LiveSlots(ws); !slices.Equal(got, []Slot{{"live", live}}) || err != nil {
+				t.Errorf("LiveSlots(ws) = %v, %v, want [{live %d}], nil", got, err, live)
+			}
+			if removalUntestable(t) {
+				return
+			}
+			if got, err := PruneDead(ws); !slices.Equal(got, []string{"dead"}) || err != nil {
+				t.Errorf("PruneDead(ws) = %v, %v, want [dead], nil", got, err)
+			}
+			if _, err := os.Stat(filepath.Join(decoy, PIDFile)); err != nil {
+				t.Errorf("PruneDead(ws) touched the workspace's own .bones, which BONES_DIR replaces: %v", err)
+			}
+		})
+	}
+	t.Run("empty means unset", func(t *testing.T) {
+		t.Setenv(StateDirEnv, "")
+		ws, swarm := workspace(t)
+		addSlot(t, swarm, "dead", pidLine(dead))
+		if got := SwarmPath(ws); got != swarm {
+			t.Errorf("SwarmPath(ws) = %q, want %q", got, swarm)
+		}
+		if got, err := DeadSlots(ws); !slices.Equal(got, []string{"dead"}) || err != nil {
+			t.Errorf("DeadSlots(ws) = %v, %v, want [dead], nil", got, err)
+		}
+	})
+	t.Run("swarm directory missing", func(t *testing.T) {
+		t.Setenv(StateDirEnv, filepath.Join(tempDir(t), "absent"))
+		ws, swarm := workspace(t)
+		addSlot(t, swarm, "decoy", pidLine(dead))
+		if got, err := DeadSlots(ws); got != nil || err != nil {
+			t.Errorf("DeadSlots(ws) = %v, %v, want nil, nil", got, err)
+		}
+		if got, err := LiveSlots(ws); got != nil || err != nil {
+			t.Errorf("LiveSlots(ws) = %v, %v, want nil, nil", got, err)
+		}
+		if got, err := PruneDead(ws); got != nil || err != nil {
+			t.Errorf("PruneDead(ws) = %v, %v, want nil, nil", got, err)
+		}
+		if got, err := Scan(ws); got != nil || err != nil {
+			t.Errorf("Scan(ws) = %v, %v, want nil, nil", got, err)
+		}
+	})
 }
 
 func TestSwarmNotADirectory(t *testing.T) {

@@ -23,6 +23,13 @@
 // some slot could not be pruned or some leaf not stopped, and 2 for a usage
 // error or a workspace that cannot be read. A directory without .bones is
 // no workspace: slotgc says so and exits 0.
+//
+// As in the swarm CLI, the environment variable BONES_DIR, when set and not
+// empty, relocates the state directory: the slots are then read from
+// $BONES_DIR/swarm, the workspace needs no .bones of its own, and status
+// says which swarm directory it read.
+//
+// slotgc -h, -help or help prints the usage on standard output.
 package main
 
 import (
@@ -58,6 +65,7 @@ func main() {
 // cli is one invocation: where to look, how to print, where to write.
 type cli struct {
 	workspace string
+	swarm     string // the swarm directory the library reads for workspace
 	json      bool
 	stdout    io.Writer
 	stderr    io.Writer
@@ -69,18 +77,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	c := cli{stdout: stdout, stderr: stderr}
 	flags.StringVar(&c.workspace, "C", ".", "the workspace `directory`")
 	flags.BoolVar(&c.json, "json", false, "print results as JSON")
-	flags.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		flags.PrintDefaults()
+	// The flag package prints its own message for a bad flag; the usage
+	// follows it there, or goes to stdout when asked for.
+	flags.Usage = func() {}
+	if code, done := c.parse(flags, args); done {
+		return code
 	}
-	if err := flags.Parse(args); err != nil {
-		return exitUsage
-	}
+	c.swarm = slotgc.SwarmPath(c.workspace)
 	command, rest := "status", flags.Args()
 	if len(rest) > 0 {
 		command, rest = rest[0], rest[1:]
 	}
 	switch command {
+	case "help":
+		c.printUsage(c.stdout, flags)
+		return exitOK
 	case "status":
 		if len(rest) > 0 {
 			return c.usageError("status takes no arguments")
@@ -90,8 +101,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		sub := flag.NewFlagSet(command, flag.ContinueOnError)
 		sub.SetOutput(stderr)
 		dryRun := sub.Bool("n", false, "only say what would be done")
-		if err := sub.Parse(rest); err != nil {
-			return exitUsage
+		sub.Usage = func() {}
+		if code, done := c.parse(sub, rest); done {
+			return code
 		}
 		if sub.NArg() > 0 {
 			return c.usageError(command + " takes no arguments but -n")
@@ -114,7 +126,34 @@ const usage = `usage:
   slotgc [-C workspace] [-json] prune [-n]
   slotgc [-C workspace] [-json] down [-n]
   slotgc demo DIR
+  slotgc help
+BONES_DIR, when set, is the state directory: slots are read from $BONES_DIR/swarm.
 `
+
+// parse parses args into flags. On -h or -help it prints the usage on
+// stdout and is done with exit code 0, as flag.ExitOnError would be; on a
+// bad flag, whose message the flag package has written to stderr, it
+// prints the usage there and is done with exitUsage.
+func (c cli) parse(flags *flag.FlagSet, args []string) (code int, done bool) {
+	err := flags.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		c.printUsage(c.stdout, flags)
+		return exitOK, true
+	case err != nil:
+		c.printUsage(c.stderr, flags)
+		return exitUsage, true
+	}
+	return exitOK, false
+}
+
+// printUsage writes the usage and the flags' defaults to w.
+func (c cli) printUsage(w io.Writer, flags *flag.FlagSet) {
+	fmt.Fprint(w, usage)
+	flags.SetOutput(w)
+	flags.PrintDefaults()
+	flags.SetOutput(c.stderr)
+}
 
 func (c cli) usageError(msg string) int {
 	fmt.Fprintf(c.stderr, "slotgc: %s\n%s", msg, usage)
@@ -134,19 +173,20 @@ func (c cli) report(err error) {
 	}
 }
 
-// checkWorkspace tells whether the workspace can be read and holds .bones.
-// A workspace without .bones is said so on stdout (in JSON, as the note).
+// checkWorkspace tells whether the workspace can be read and has a state
+// directory: its .bones, or the one BONES_DIR names. A missing state
+// directory is said so on stdout (in JSON, as the note), naming it.
 func (c cli) checkWorkspace() (ok bool, code int) {
 	if _, err := os.Stat(c.workspace); err != nil {
 		return false, c.fail(fmt.Errorf("workspace: %w", err))
 	}
-	bones := filepath.Join(c.workspace, ".bones")
-	_, err := os.Stat(bones)
+	stateDir := filepath.Dir(c.swarm)
+	_, err := os.Stat(stateDir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		note := fmt.Sprintf("%s has no .bones directory: not a swarm workspace, nothing to do", c.workspace)
+		note := fmt.Sprintf("no state directory %s: not a swarm workspace, nothing to do", stateDir)
 		if c.json {
-			return false, c.printJSON(map[string]any{"workspace": c.workspace, "note": note})
+			return false, c.printJSON(map[string]any{"workspace": c.workspace, "swarm": c.swarm, "note": note})
 		}
 		fmt.Fprintln(c.stdout, note)
 		return false, exitOK
@@ -200,8 +240,9 @@ func (c cli) status() int {
 		for _, s := range statuses {
 			slots = append(slots, slotJSON{Name: s.Name, PID: s.PID, State: s.State.String(), Dead: s.State.Dead(), Error: cause(s.Err)})
 		}
-		return c.printJSON(map[string]any{"workspace": c.workspace, "slots": slots, "counts": counts})
+		return c.printJSON(map[string]any{"workspace": c.workspace, "swarm": c.swarm, "slots": slots, "counts": counts})
 	}
+	fmt.Fprintf(c.stdout, "swarm directory %s\n", c.swarm)
 	w := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(w, "SLOT\tPID\tSTATE")
 	for _, s := range statuses {
@@ -258,7 +299,7 @@ func (c cli) prune(dryRun bool) int {
 		if names == nil {
 			names = []string{}
 		}
-		out := map[string]any{"workspace": c.workspace, "dry_run": dryRun, "slots": names}
+		out := map[string]any{"workspace": c.workspace, "swarm": c.swarm, "dry_run": dryRun, "slots": names}
 		if err != nil {
 			out["error"] = err.Error()
 		}
@@ -313,7 +354,7 @@ func (c cli) down(dryRun bool) int {
 		for i, s := range live {
 			leaves[i] = leafJSON{Name: s.Name, PID: s.PID, Stopped: stopped[i]}
 		}
-		if jsonCode := c.printJSON(map[string]any{"workspace": c.workspace, "dry_run": dryRun, "leaves": leaves}); jsonCode != exitOK {
+		if jsonCode := c.printJSON(map[string]any{"workspace": c.workspace, "swarm": c.swarm, "dry_run": dryRun, "leaves": leaves}); jsonCode != exitOK {
 			return jsonCode
 		}
 		return code

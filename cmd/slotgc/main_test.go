@@ -40,6 +40,8 @@ func TestMain(m *testing.M) {
 	case "exit":
 		os.Exit(0)
 	}
+	// The tests lay out their own state directories; see TestStateDirEnv.
+	os.Unsetenv(slotgc.StateDirEnv)
 	dir, err := os.MkdirTemp("", "slotgc-cmd-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -170,6 +172,10 @@ func TestStatus(t *testing.T) {
 	pid := child.Process.Pid
 	r := runSlotgc(t, "-C", ws, "status")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if header := "swarm directory " + filepath.Join(ws, slotgc.SwarmDir); lines[0] != header {
+		t.Errorf("status line 0 = %q, want %q", lines[0], header)
+	}
+	lines = lines[1:]
 	want := [][]string{
 		{"SLOT", "PID", "STATE"},
 		{"broken", "-", "unusable pid file: pid file does not hold a decimal number"},
@@ -202,14 +208,15 @@ func TestStatusJSON(t *testing.T) {
 	}
 	var got struct {
 		Workspace string
+		Swarm     string
 		Slots     []slotJSON
 		Counts    map[string]int
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatalf("slotgc -json status printed %q: %v", r.stdout, err)
 	}
-	if got.Workspace != ws {
-		t.Errorf("workspace = %q, want %q", got.Workspace, ws)
+	if got.Workspace != ws || got.Swarm != filepath.Join(ws, slotgc.SwarmDir) {
+		t.Errorf("workspace, swarm = %q, %q, want %q, %q", got.Workspace, got.Swarm, ws, filepath.Join(ws, slotgc.SwarmDir))
 	}
 	wantStates := []struct {
 		name, state string
@@ -337,8 +344,8 @@ func TestWorkspaceProblems(t *testing.T) {
 		wantStdout string // substring
 		wantStderr string // substring
 	}{
-		{"no .bones", []string{"-C", notWorkspace}, 0, "no .bones directory", ""},
-		{"no .bones, prune", []string{"-C", notWorkspace, "prune"}, 0, "no .bones directory", ""},
+		{"no .bones", []string{"-C", notWorkspace}, 0, "no state directory " + filepath.Join(notWorkspace, ".bones") + ":", ""},
+		{"no .bones, prune", []string{"-C", notWorkspace, "prune"}, 0, "no state directory " + filepath.Join(notWorkspace, ".bones") + ":", ""},
 		{"no .bones, json", []string{"-C", notWorkspace, "-json", "down"}, 0, `"note"`, ""},
 		{"no swarm", []string{"-C", noSwarm}, 0, "0 slots", ""},
 		{"swarm is a file", []string{"-C", swarmIsFile}, 2, "", filepath.Join(swarmIsFile, slotgc.SwarmDir)},
@@ -361,6 +368,68 @@ func TestWorkspaceProblems(t *testing.T) {
 				t.Errorf("slotgc %q: results belong on stdout and errors on stderr: %+v", tc.args, r)
 			}
 		})
+	}
+}
+
+// TestStateDirEnv runs every command with BONES_DIR naming the state
+// directory and a workspace without .bones of its own.
+func TestStateDirEnv(t *testing.T) {
+	ws := t.TempDir()
+	stateDir := filepath.Join(t.TempDir(), "state")
+	swarm := filepath.Join(stateDir, "swarm")
+	t.Setenv(slotgc.StateDirEnv, stateDir)
+	child := startChild(t)
+	pid := child.Process.Pid
+	for name, content := range map[string]string{"live": strconv.Itoa(pid), "dead": strconv.Itoa(deadPID(t))} {
+		dir := filepath.Join(swarm, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, slotgc.PIDFile), []byte(content+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	r := runSlotgc(t, "-C", ws, "status")
+	wantStatus := fmt.Sprintf("swarm directory %s\nSLOT  PID    STATE\n", swarm)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, wantStatus) || !strings.Contains(r.stdout, "2 slots: 1 live, 1 dead") {
+		t.Errorf("slotgc status = %+v, want it to start %q and count 1 live and 1 dead", r, wantStatus)
+	}
+	r = runSlotgc(t, "-C", ws, "-json", "status")
+	var status struct {
+		Swarm string
+		Slots []slotJSON
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &status); err != nil || r.code != 0 {
+		t.Fatalf("slotgc -json status = %+v: %v", r, err)
+	}
+	if status.Swarm != swarm || len(status.Slots) != 2 {
+		t.Errorf("slotgc -json status = %+v, want swarm %q and 2 slots", status, swarm)
+	}
+	if r := runSlotgc(t, "-C", ws, "prune"); r.code != 0 || r.stdout != "removed dead\nremoved 1 dead slot\n" {
+		t.Errorf("slotgc prune = %+v, want dead removed", r)
+	}
+	if r := runSlotgc(t, "-C", ws, "down"); r.code != 0 || r.stdout != fmt.Sprintf("stopped live (pid %d)\nstopped 1 of 1 live leaf\n", pid) {
+		t.Errorf("slotgc down = %+v, want live stopped", r)
+	}
+	if err := child.Wait(); err == nil || !killedPolitely(child.ProcessState) {
+		t.Errorf("the leaf ended with %v, want the polite request", err)
+	}
+	t.Setenv(slotgc.StateDirEnv, filepath.Join(stateDir, "absent"))
+	if r, want := runSlotgc(t, "-C", ws), "no state directory "+filepath.Join(stateDir, "absent")+":"; r.code != 0 || !strings.HasPrefix(r.stdout, want) {
+		t.Errorf("slotgc status with BONES_DIR missing = %+v, want a note starting %q", r, want)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"-help"}, {"help"}, {"prune", "-h"}} {
+		r := runSlotgc(t, args...)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "usage:\n") || !strings.Contains(r.stdout, "-json") || r.stderr != "" {
+			t.Errorf("slotgc %q = %+v, want the usage on stdout and exit 0", args, r)
+		}
+	}
+	if r := runSlotgc(t, "-bogus"); r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "usage:") {
+		t.Errorf("slotgc -bogus = %+v, want the usage on stderr and exit 2", r)
 	}
 }
 
