@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -228,25 +227,20 @@ func (sw *swarmDir) classify(entry string, ps *probeScope) SlotStatus {
 	case err != nil:
 		return SlotStatus{Name: entry, State: BadPIDFile, Err: err}
 	}
-	return SlotStatus{Name: entry, PID: pid, State: verdict(pid, written, ps)}
+	gone, start := inspect(pid, ps)
+	state := Live
+	switch {
+	case gone:
+		state = Gone
+	case reused(start, written) && !sw.usesEntry(entry, pid):
+		state = Reused
+	}
+	return SlotStatus{Name: entry, PID: pid, State: state}
 }
 
 // pidFilePath returns the path of the pid file of an entry, for messages.
 func (sw *swarmDir) pidFilePath(entry string) string {
 	return filepath.Join(sw.path, entry, PIDFile)
-}
-
-// verdict applies the rules to what the system tells of pid, whose pid
-// file was last written at written.
-func verdict(pid int, written time.Time, ps *probeScope) State {
-	gone, start := inspect(pid, ps)
-	switch {
-	case gone:
-		return Gone
-	case reused(start, written):
-		return Reused
-	}
-	return Live
 }
 
 // DeadSlots returns the names, sorted, of the slots whose pid file is usable
@@ -280,15 +274,35 @@ func LiveSlots(workspaceDir string) ([]Slot, error) {
 }
 
 // PruneDead removes the directory tree of every dead slot (see DeadSlots)
-// and returns the names removed, sorted.
+// and returns the names removed, sorted. It takes nothing that is not
+// garbage:
 //
-// Each slot is checked again right before it goes, detached by renaming it
-// to a TrashPrefix name inside the swarm directory, and checked once more
-// there; a slot that came back to life in between is renamed back. So a
-// concurrent creator of the same slot name never meets a half-deleted tree,
-// and several PruneDead calls may run at once, in one process or many. A
-// TrashPrefix entry left by a PruneDead that crashed or failed is removed by
-// the next PruneDead, unless it holds a pid file naming a live process.
+//   - Each slot is opened and locked before anything else, so several
+//     PruneDead calls, in one process or many, may run at once and never
+//     work on the same slot together.
+//   - Each is checked again right before it goes, detached by renaming it
+//     to a TrashPrefix name inside the swarm directory, and checked once
+//     more there; a slot that came back to life in between is renamed
+//     back, never replacing a slot that took its name meanwhile. So a
+//     concurrent creator of the same slot name never meets a half-deleted
+//     tree.
+//   - A slot that holds a mount point, or is one, is not removed at all: it
+//     stays whole at its name, and its error wraps ErrMountInside and names
+//     the mount point. Unmount it first.
+//   - A slot that some process still uses (its working or root directory is
+//     in the slot, or it holds a file of the slot open) is not removed: an
+//     orphaned job its dead leaf started, a new leaf that has not written
+//     its pid file yet. Its error wraps ErrInUse and names the processes.
+//     DeadSlots still reports it: its leaf is gone.
+//   - A tree is removed without following any symlink in it; where the
+//     caller owns a directory it may not write or read (0555, as Go's
+//     module cache leaves them, or 0000), that directory is made usable
+//     (u+rwx) first. What another user owns is never changed.
+//
+// A TrashPrefix entry that no running PruneDead holds (one that crashed,
+// or failed to remove a tree) is finished by the next PruneDead when it is
+// surely garbage: it has no pid file, or its pid file names a dead process.
+// Any other is left in place, with an error.
 //
 // A failure on one slot does not stop the others: err joins one *SlotError
 // per failed slot (or trash entry), which names it and wraps the cause, so
@@ -296,10 +310,26 @@ func LiveSlots(workspaceDir string) ([]Slot, error) {
 // with it. An error that holds no *SlotError means the swarm directory
 // itself could not be read. A missing swarm directory yields nil, nil.
 //
-// Which slots are dead differs by system; see Scan. On Windows a slot
-// directory that some process still holds open (as its working directory,
-// or a file in it opened without FILE_SHARE_DELETE) cannot be renamed, so
-// PruneDead reports that slot as failed and leaves it whole.
+// Which slots are dead differs by system; see Scan. So do the guards:
+//
+//   - Linux: every change goes through the descriptor of the swarm
+//     directory opened first (renameat2, unlinkat, openat2), so a swarm
+//     directory swapped for a symlink steers nothing; mount points come
+//     from /proc/self/mountinfo, and the removal walk refuses to cross a
+//     mount (openat2's RESOLVE_NO_XDEV; before Linux 5.6, a change of
+//     device, which misses a bind mount from the same file system); the
+//     processes using a slot come from one pass over /proc per call, which
+//     cannot see into another user's processes unless run as root
+//     (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html).
+//   - Other Unix systems: paths are resolved again for each step; a mount
+//     point is told by a change of device; there is no view of which
+//     processes use a directory, so that guard is absent.
+//   - Windows: a directory some process holds open (as its working
+//     directory, or a file in it opened without FILE_SHARE_DELETE) cannot
+//     be renamed, so such a slot fails and stays whole; junctions and
+//     symlinks in a tree are removed as links, never followed. Tree locks
+//     hold within one process only; across processes a trash entry whose
+//     pruner's pid is alive is left alone.
 func PruneDead(workspaceDir string) ([]string, error) {
 	sw, entries, err := openSwarm(SwarmPath(workspaceDir))
 	if sw == nil {
@@ -307,13 +337,14 @@ func PruneDead(workspaceDir string) ([]string, error) {
 	}
 	defer sw.close()
 	statuses, trash := sw.classifyAll(entries)
+	var guard pruneGuard
 	var removed []string
 	var errs []error
 	for _, s := range statuses {
 		if !s.State.Dead() {
 			continue
 		}
-		ok, err := sw.prune(s.Name)
+		ok, err := sw.prune(s.Name, &guard)
 		if err != nil {
 			errs = append(errs, &SlotError{Slot: s.Name, Err: err})
 		}
@@ -321,85 +352,121 @@ func PruneDead(workspaceDir string) ([]string, error) {
 			removed = append(removed, s.Name)
 		}
 	}
-	errs = append(errs, sw.finishLeftovers(trash)...)
+	for _, name := range trash {
+		if err := sw.finishLeftover(name, &guard); err != nil {
+			errs = append(errs, &SlotError{Slot: name, Err: err})
+		}
+	}
 	return removed, errors.Join(errs...)
 }
 
-func exists(path string) bool {
-	_, err := os.Lstat(path)
-	return err == nil
+var (
+	// ErrMountInside is the cause PruneDead gives for a slot it keeps
+	// because a mount point is inside it (or it is one).
+	ErrMountInside = errors.New("a mount point is inside; unmount it first")
+	// ErrInUse is the cause PruneDead gives for a dead slot it keeps
+	// because some process still uses it.
+	ErrInUse = errors.New("in use")
+)
+
+// mountInsideError names the mount points found in a tree.
+func mountInsideError(points []string) error {
+	return fmt.Errorf("%w: %s", ErrMountInside, strings.Join(points, ", "))
 }
 
-// inFlight holds the trash paths this process is removing right now, so
-// that finishLeftovers does not race a sibling goroutine.
-var inFlight sync.Map
+// Process is a process found using a slot: its pid and command name.
+type Process struct {
+	PID     int
+	Command string
+}
 
-// prune removes the slot if it is still dead, reporting whether it did. A
-// slot that is no longer there or no longer dead is not an error: another
-// PruneDead, or its owner, got to it first.
-func (sw *swarmDir) prune(slot string) (bool, error) {
+func (p Process) String() string { return fmt.Sprintf("pid %d (%s)", p.PID, p.Command) }
+
+// inUseError names the processes that use a slot.
+func inUseError(users []Process) error {
+	names := make([]string, len(users))
+	for i, u := range users {
+		names[i] = u.String()
+	}
+	return fmt.Errorf("%w by %s; left in place", ErrInUse, strings.Join(names, ", "))
+}
+
+// prune removes the slot if it is still dead and no guard refuses,
+// reporting whether it did. A slot that is no longer there, no longer
+// dead, or held by another PruneDead is not an error: another PruneDead,
+// or its owner, got to it first.
+func (sw *swarmDir) prune(slot string, guard *pruneGuard) (bool, error) {
+	lock, err := sw.lockEntry(slot)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errBusy):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	defer lock.release()
 	var ps probeScope
 	if !sw.classify(slot, &ps).State.Dead() {
 		return false, nil
 	}
+	if err := guard.check(sw, lock, slot); err != nil {
+		return false, err
+	}
 	trashName := TrashPrefix + strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(rand.Uint64(), 36)
-	slotPath, trash := filepath.Join(sw.path, slot), filepath.Join(sw.path, trashName)
-	inFlight.Store(trash, true)
-	defer inFlight.Delete(trash)
-	if err := os.Rename(slotPath, trash); err != nil {
+	if err := sw.renameEntry(slot, trashName); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
 		}
 		return false, fmt.Errorf("detach: %w", err)
 	}
-	if !sw.classify(trashName, &ps).State.Dead() {
-		return false, restore(trash, slotPath)
+	if !lock.is(sw, trashName) || !sw.classify(trashName, &ps).State.Dead() {
+		return false, sw.restore(trashName, slot)
 	}
-	if err := os.RemoveAll(trash); err != nil {
-		return false, fmt.Errorf("remove detached tree (the next PruneDead retries): %w", err)
+	if err := sw.removeLocked(lock, trashName); err != nil {
+		return false, fmt.Errorf("remove detached tree %s (the next PruneDead retries): %w", filepath.Join(sw.path, trashName), err)
 	}
 	return true, nil
 }
 
-// restore puts back a slot that came back to life after it was detached.
-func restore(trash, slotPath string) error {
-	if exists(slotPath) {
+// restore puts back a slot that came back to life after it was detached,
+// or a directory that took its name between the lock and the rename.
+func (sw *swarmDir) restore(trashName, slot string) error {
+	trash := filepath.Join(sw.path, trashName)
+	err := sw.restoreEntry(trashName, slot)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrExist):
 		return fmt.Errorf("slot came back to life while being pruned and a new one took its name; its tree is kept at %s", trash)
 	}
-	if err := os.Rename(trash, slotPath); err != nil {
-		return fmt.Errorf("slot came back to life while being pruned; its tree is kept at %s: %w", trash, err)
+	return fmt.Errorf("slot came back to life while being pruned; its tree is kept at %s: %w", trash, err)
+}
+
+// finishLeftover removes a trash entry that no PruneDead is at work on, if
+// it is surely garbage.
+func (sw *swarmDir) finishLeftover(name string, guard *pruneGuard) error {
+	lock, err := sw.lockEntry(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errBusy):
+		return nil
+	case err != nil:
+		return err
+	}
+	defer lock.release()
+	path := filepath.Join(sw.path, name)
+	var ps probeScope
+	switch st := sw.classify(name, &ps); {
+	case st.State == Live:
+		return fmt.Errorf("detached tree %s holds live pid %d; left in place", path, st.PID)
+	case st.State == BadPIDFile:
+		return fmt.Errorf("detached tree %s has a pid file that cannot tell whether it is garbage; left in place: %w", path, st.Err)
+	}
+	if err := guard.check(sw, lock, name); err != nil {
+		return fmt.Errorf("detached tree %s: %w", path, err)
+	}
+	if err := sw.removeLocked(lock, name); err != nil {
+		return fmt.Errorf("finish removing detached tree %s: %w", path, err)
 	}
 	return nil
-}
-
-// finishLeftovers removes the trash entries of PruneDead calls that are no
-// longer running, sparing any that holds a pid file naming a live process.
-func (sw *swarmDir) finishLeftovers(trash []string) []error {
-	var errs []error
-	var ps probeScope
-	for _, name := range trash {
-		path := filepath.Join(sw.path, name)
-		owner := trashOwner(name)
-		if _, busy := inFlight.Load(path); busy || owner != os.Getpid() && Alive(owner) {
-			continue
-		}
-		if st := sw.classify(name, &ps); st.State == Live {
-			errs = append(errs, &SlotError{Slot: name, Err: fmt.Errorf("detached tree %s holds live pid %d; left in place", path, st.PID)})
-			continue
-		}
-		if err := os.RemoveAll(path); err != nil {
-			errs = append(errs, &SlotError{Slot: name, Err: fmt.Errorf("finish removing a detached tree: %w", err)})
-		}
-	}
-	return errs
-}
-
-// trashOwner returns the pid of the PruneDead process that named a trash
-// entry, or 0 for a name not of PruneDead's making.
-func trashOwner(name string) int {
-	pidText, _, _ := strings.Cut(strings.TrimPrefix(name, TrashPrefix), ".")
-	pid, _ := strconv.Atoi(pidText)
-	return pid
 }
 
 // SlotError is PruneDead's error for one slot directory, or for one of its

@@ -112,25 +112,44 @@ func readSwarmEntries(sw *swarmDir) ([]swarmEntry, error) {
 
 var errDirent = errors.New("malformed directory record")
 
-// appendDirents appends the entries of the linux_dirent64 records in buf
-// (https://man7.org/linux/man-pages/man2/getdents.2.html), read from the
-// directory dir, less "." and "..". Where the file system did not record an
+// Types of linux_dirent64 records (d_type).
+const (
+	dtUnknown = 0
+	dtDir     = 4
+)
+
+// appendDirents appends the entries of the linux_dirent64 records in buf,
+// read from the directory dir. Where the file system did not record an
 // entry's type (DT_UNKNOWN), lstat(2) tells.
 func appendDirents(entries []swarmEntry, buf []byte, dir string) ([]swarmEntry, error) {
+	err := walkDirents(buf, func(name []byte, _ uint64, typ byte) {
+		e := swarmEntry{name: string(name), isDir: typ == dtDir}
+		if typ == dtUnknown {
+			var st syscall.Stat_t
+			err := ignoringEINTR(func() error { return syscall.Lstat(filepath.Join(dir, e.name), &st) })
+			e.isDir = err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR
+		}
+		entries = append(entries, e)
+	})
+	return entries, err
+}
+
+// walkDirents calls each for every linux_dirent64 record in buf
+// (https://man7.org/linux/man-pages/man2/getdents.2.html) but "." and "..",
+// with its name, inode number and type.
+func walkDirents(buf []byte, each func(name []byte, ino uint64, typ byte)) error {
 	const (
 		reclenOffset = 16 // after d_ino and d_off, 8 bytes each
 		typeOffset   = 18
 		nameOffset   = 19
-		dtUnknown    = 0
-		dtDir        = 4
 	)
 	for len(buf) > 0 {
 		if len(buf) < nameOffset {
-			return entries, errDirent
+			return errDirent
 		}
 		reclen := int(binary.NativeEndian.Uint16(buf[reclenOffset:]))
 		if reclen <= nameOffset || reclen > len(buf) {
-			return entries, errDirent
+			return errDirent
 		}
 		record := buf[:reclen]
 		buf = buf[reclen:]
@@ -141,15 +160,9 @@ func appendDirents(entries []swarmEntry, buf []byte, dir string) ([]swarmEntry, 
 		if len(name) == 0 || string(name) == "." || string(name) == ".." {
 			continue
 		}
-		e := swarmEntry{name: string(name), isDir: record[typeOffset] == dtDir}
-		if record[typeOffset] == dtUnknown {
-			var st syscall.Stat_t
-			err := ignoringEINTR(func() error { return syscall.Lstat(filepath.Join(dir, e.name), &st) })
-			e.isDir = err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR
-		}
-		entries = append(entries, e)
+		each(name, binary.NativeEndian.Uint64(record), record[typeOffset])
 	}
-	return entries, nil
+	return nil
 }
 
 // atFDCWD makes openat resolve a relative path from the working directory;

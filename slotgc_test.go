@@ -570,8 +570,10 @@ func TestVerdicts(t *testing.T) {
 	if removalUntestable(t) {
 		return
 	}
-	if got, err := PruneDead(ws); !slices.Equal(got, wantDead) || err != nil {
-		t.Errorf("PruneDead(ws) = %v, %v, want %v, nil", got, err, wantDead)
+	// The trash entry holds a live pid: kept, and said so.
+	pruned, err := PruneDead(ws)
+	if se, ok := errors.AsType[*SlotError](err); !slices.Equal(pruned, wantDead) || !ok || se.Slot != TrashPrefix+"1.x" {
+		t.Errorf("PruneDead(ws) = %v, %v, want %v and an error for %s alone", pruned, err, wantDead, TrashPrefix+"1.x")
 	}
 	for name, state := range want {
 		_, err := os.Lstat(filepath.Join(swarm, name))
@@ -778,6 +780,10 @@ func TestPruneDeadConcurrent(t *testing.T) {
 	}
 }
 
+// TestPruneDeadFinishesLeftovers lays out trash entries as crashed or
+// failed PruneDead calls leave them: each is finished when it is surely
+// garbage, whatever process now has the pid in its name, and kept with an
+// error otherwise.
 func TestPruneDeadFinishesLeftovers(t *testing.T) {
 	skipIfRemovalBroken(t)
 	ws, swarm := workspace(t)
@@ -791,9 +797,12 @@ func TestPruneDeadFinishesLeftovers(t *testing.T) {
 	}{
 		{TrashPrefix + strconv.Itoa(dead) + ".crashed", noPIDFile, false, false},
 		{TrashPrefix + strconv.Itoa(dead) + ".crashed-early", pidLine(dead), false, false},
-		{TrashPrefix + "junk", "garbage", false, false},
-		{TrashPrefix + strconv.Itoa(live) + ".busy", noPIDFile, true, false},
+		{TrashPrefix + "1.pid-one", noPIDFile, false, false},
+		{TrashPrefix + strconv.Itoa(live) + ".pid-taken", pidLine(dead), false, false},
+		{TrashPrefix + "junk", noPIDFile, false, false},
 		{TrashPrefix + strconv.Itoa(dead) + ".revived", pidLine(live), true, true},
+		{TrashPrefix + strconv.Itoa(dead) + ".garbage-pid-file", "garbage", true, true},
+		{TrashPrefix + strconv.Itoa(dead) + ".empty-pid-file", "", true, true},
 	}
 	for _, tc := range tests {
 		addSlot(t, swarm, tc.name, tc.content)
@@ -898,26 +907,40 @@ func TestKill(t *testing.T) {
 }
 
 // TestRestore puts back a slot that came back to life after PruneDead
-// detached it, unless a new slot took its name meanwhile.
+// detached it, unless a new slot took its name meanwhile: not even an empty
+// directory of that name, which rename(2) would replace, is replaced.
 func TestRestore(t *testing.T) {
 	tests := []struct {
 		name        string
-		nameTaken   bool
+		taken       string // what holds the slot's name: "", "slot" or "empty dir"
 		wantErr     bool
 		wantTrashed bool // the detached tree is still at its trash name
 	}{
-		{"name free", false, false, false},
-		{"name taken", true, true, true},
+		{"name free", "", false, false},
+		{"name taken", "slot", true, true},
+		{"name taken by an empty directory", "empty dir", true, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, swarm := workspace(t)
-			trash := addSlot(t, swarm, TrashPrefix+"1.revived", pidLine(os.Getpid()))
+			trashName := TrashPrefix + "1.revived"
+			trash := addSlot(t, swarm, trashName, pidLine(os.Getpid()))
 			slot := filepath.Join(swarm, "revived")
-			if tc.nameTaken {
+			switch tc.taken {
+			case "slot":
+				addSlot(t, swarm, "revived", noPIDFile)
+				if err := os.WriteFile(filepath.Join(slot, "new"), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			case "empty dir":
 				addSlot(t, swarm, "revived", noPIDFile)
 			}
-			err := restore(trash, slot)
+			sw, _, err := openSwarm(swarm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sw.close()
+			err = sw.restore(trashName, "revived")
 			if (err != nil) != tc.wantErr || err != nil && !strings.Contains(err.Error(), trash) {
 				t.Errorf("restore(trash, slot) = %v, want an error naming the trash: %v", err, tc.wantErr)
 			}

@@ -3,6 +3,10 @@
 package slotgc
 
 import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -32,3 +36,55 @@ func openPIDFile(sw *swarmDir, entry string) (fd int, err error) {
 
 // kill has no process handle to signal through here; see killByPID.
 func kill(pid int) bool { return killByPID(pid) }
+
+// lockDir opens the directory at path without following a symlink and
+// takes flock(2) on it, so that no other PruneDead, in this process or
+// another, works on it at once; the lock dies with its holder. Where the
+// file system cannot lock, work goes on unlocked.
+func lockDir(path, _ string) (unlock func(), err error) {
+	var fd int
+	err = ignoringEINTR(func() (err error) {
+		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	err = ignoringEINTR(func() error { return syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB) })
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		syscall.Close(fd)
+		return nil, errBusy
+	}
+	return func() { syscall.Close(fd) }, nil
+}
+
+// sameDevice reports whether two files are on one device: a directory on
+// another device than its tree's top is a mount point.
+func sameDevice(a, b fs.FileInfo) bool {
+	sa, okA := a.Sys().(*syscall.Stat_t)
+	sb, okB := b.Sys().(*syscall.Stat_t)
+	return !okA || !okB || sa.Dev == sb.Dev
+}
+
+// makeTreeUsable gives the caller read, write and search permission on
+// every directory of the tree at top that it owns and lacks them on, and
+// reports whether it changed any. Directories are changed before they are
+// read, so a 0000 one can then be entered; symlinks are never followed.
+func makeTreeUsable(top string) bool {
+	changed := false
+	filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		info, err := os.Lstat(path)
+		if err != nil || !info.IsDir() {
+			return nil
+		}
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if ok && int(st.Uid) == os.Geteuid() && info.Mode().Perm()&0o700 != 0o700 {
+			changed = os.Chmod(path, info.Mode().Perm()|0o700) == nil || changed
+		}
+		return nil
+	})
+	return changed
+}

@@ -4,9 +4,12 @@ package slotgc
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -130,3 +133,39 @@ func exited(h syscall.Handle, limit time.Duration) bool {
 	event, err := syscall.WaitForSingleObject(h, uint32(limit.Milliseconds()))
 	return err == nil && event == syscall.WAIT_OBJECT_0
 }
+
+// lockedDirs holds the paths this process's PruneDead calls are at work on.
+var lockedDirs sync.Map
+
+// lockDir keeps the directory at path from other PruneDead calls of this
+// process; the standard library has no lock that spans processes here. A
+// trash entry whose pruner, by the pid in its name, is alive counts as
+// held by it, since its pid alone cannot tell a pruner from a stranger
+// that reused the pid.
+func lockDir(path, name string) (unlock func(), err error) {
+	if strings.HasPrefix(name, TrashPrefix) && trashOwnerAlive(name) {
+		return nil, errBusy
+	}
+	if _, held := lockedDirs.LoadOrStore(path, true); held {
+		return nil, errBusy
+	}
+	return func() { lockedDirs.Delete(path) }, nil
+}
+
+// trashOwnerAlive reports whether the PruneDead whose pid the trash
+// entry's name holds is still running, judged by the pid alone.
+func trashOwnerAlive(name string) bool {
+	var pid int
+	if _, err := fmt.Sscanf(name, TrashPrefix+"%d.", &pid); err != nil {
+		return false
+	}
+	return pid != os.Getpid() && Alive(pid)
+}
+
+// sameDevice is true: a mount inside a tree on Windows is a junction or a
+// mounted folder, a reparse point that os.RemoveAll removes as a link.
+func sameDevice(_, _ fs.FileInfo) bool { return true }
+
+// makeTreeUsable changes nothing: Windows has no owner permission bits
+// that would keep the owner from removing a directory's entries.
+func makeTreeUsable(string) bool { return false }

@@ -1,0 +1,224 @@
+//go:build linux
+
+package slotgc
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"unsafe"
+)
+
+// Every change PruneDead makes to the disk goes through the descriptor of
+// the swarm directory it opened (renameat2, unlinkat, openat2 relative to
+// it), so a swarm path swapped for a symlink after the open steers nothing.
+
+// pruneGuard holds what one PruneDead call reads at most once, and only
+// when something is to be removed: the mount table and the files every
+// process uses.
+type pruneGuard struct {
+	mountsRead bool
+	mounts     []string
+	procsRead  bool
+	procs      []procFiles
+}
+
+// entryLock is an entry of the swarm directory, opened (a real directory,
+// not a symlink, not a mount point) and locked with flock(2), so that two
+// PruneDead calls, in one process or many, never work on the same tree at
+// once; the lock dies with its holder, so a crashed pruner's tree is free.
+type entryLock struct {
+	fd int
+}
+
+// errBusy says another PruneDead holds an entry.
+var errBusy = errors.New("another PruneDead is at work on it")
+
+// device returns the device of the swarm directory.
+func (sw *swarmDir) device() (uint64, error) {
+	dev, _, err := dirIdentity(int(sw.fd))
+	if err != nil {
+		return 0, &fs.PathError{Op: "fstat", Path: sw.path, Err: err}
+	}
+	return dev, nil
+}
+
+// lockEntry opens and locks the entry name. A name that is no directory any
+// more reads as fs.ErrNotExist; a directory that is itself a mount point is
+// ErrMountInside; one another PruneDead holds is errBusy.
+func (sw *swarmDir) lockEntry(name string) (*entryLock, error) {
+	dev, err := sw.device()
+	if err != nil {
+		return nil, err
+	}
+	fd, err := openSubdir(int(sw.fd), name, dev)
+	switch {
+	case errors.Is(err, errMountPoint):
+		return nil, mountInsideError([]string{filepath.Join(sw.path, name)})
+	case errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ELOOP):
+		return nil, fs.ErrNotExist
+	case err != nil:
+		return nil, &fs.PathError{Op: "open", Path: filepath.Join(sw.path, name), Err: err}
+	}
+	err = ignoringEINTR(func() error { return syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB) })
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		syscall.Close(fd)
+		return nil, errBusy
+	}
+	// Where the file system cannot lock (ENOLCK, EOPNOTSUPP), work goes on
+	// unlocked: the re-checks and the atomic rename still hold.
+	return &entryLock{fd: fd}, nil
+}
+
+func (l *entryLock) release() { syscall.Close(l.fd) }
+
+// is reports whether the entry name of the swarm directory is the locked
+// directory.
+func (l *entryLock) is(sw *swarmDir, name string) bool {
+	fd, err := openat(int(sw.fd), append([]byte(name), 0), oPath|syscall.O_NOFOLLOW|syscall.O_CLOEXEC)
+	if err != nil {
+		return false
+	}
+	defer syscall.Close(fd)
+	dev, ino, err := dirIdentity(fd)
+	lockedDev, lockedIno, lockedErr := dirIdentity(l.fd)
+	return err == nil && lockedErr == nil && dev == lockedDev && ino == lockedIno
+}
+
+// renameEntry renames the entry from to to inside the swarm directory.
+func (sw *swarmDir) renameEntry(from, to string) error {
+	err := ignoringEINTR(func() error { return syscall.Renameat(int(sw.fd), from, int(sw.fd), to) })
+	if err != nil {
+		return &fs.PathError{Op: "renameat", Path: filepath.Join(sw.path, from), Err: err}
+	}
+	return nil
+}
+
+// renameNoReplace is renameat2(2) with RENAME_NOREPLACE
+// (https://man7.org/linux/man-pages/man2/rename.2.html), which fails with
+// EEXIST rather than replace an entry that took the new name, even an empty
+// directory, as rename(2) would. Its number differs by architecture.
+func (sw *swarmDir) renameNoReplace(from, to string) error {
+	const renameNoReplace = 1
+	nr, ok := sysRenameat2[runtime.GOARCH]
+	if !ok {
+		return syscall.ENOSYS
+	}
+	fromPtr, err := syscall.BytePtrFromString(from)
+	if err != nil {
+		return err
+	}
+	toPtr, err := syscall.BytePtrFromString(to)
+	if err != nil {
+		return err
+	}
+	return ignoringEINTR(func() error {
+		_, _, errno := syscall.Syscall6(nr, sw.fd, uintptr(unsafe.Pointer(fromPtr)), sw.fd, uintptr(unsafe.Pointer(toPtr)), renameNoReplace, 0)
+		if errno != 0 {
+			return errno
+		}
+		return nil
+	})
+}
+
+// sysRenameat2 is renameat2's number on each architecture Go supports.
+var sysRenameat2 = map[string]uintptr{
+	"386": 353, "amd64": 316, "arm": 382, "arm64": 276, "loong64": 276,
+	"mips": 4351, "mipsle": 4351, "mips64": 5311, "mips64le": 5311,
+	"ppc64": 357, "ppc64le": 357, "riscv64": 276, "s390x": 347,
+}
+
+// restoreEntry renames a detached tree back to its slot name, never
+// replacing whatever took that name meanwhile. Where renameat2 is missing
+// (Linux before 3.15) or the file system refuses the flag, it checks that
+// the name is free and renames: a directory made in between could then be
+// replaced, if empty.
+func (sw *swarmDir) restoreEntry(from, to string) error {
+	err := sw.renameNoReplace(from, to)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, syscall.EEXIST):
+		return fs.ErrExist
+	case errors.Is(err, syscall.ENOSYS), errors.Is(err, syscall.EINVAL):
+		if fd, err := openat(int(sw.fd), append([]byte(to), 0), oPath|syscall.O_NOFOLLOW|syscall.O_CLOEXEC); err == nil {
+			syscall.Close(fd)
+			return fs.ErrExist
+		}
+		return sw.renameEntry(from, to)
+	}
+	return &fs.PathError{Op: "renameat2", Path: filepath.Join(sw.path, from), Err: err}
+}
+
+// check refuses to let the locked tree go while a mount point is inside it
+// or a process uses it.
+func (g *pruneGuard) check(sw *swarmDir, l *entryLock, name string) error {
+	if points := g.mountsUnder(l.fd); len(points) > 0 {
+		return mountInsideError(points)
+	}
+	survey, err := surveyTree(l.fd, filepath.Join(sw.path, name))
+	if errors.Is(err, errMountPoint) {
+		return fmt.Errorf("%w: %w", ErrMountInside, err)
+	}
+	if err != nil {
+		return err
+	}
+	if !g.procsRead {
+		g.procsRead = true
+		g.procs = snapshotProcesses(survey.dev)
+	}
+	var users []Process
+	for _, p := range g.procs {
+		if survey.uses(p.files) {
+			users = append(users, Process{PID: p.pid, Command: commandName(p.pid)})
+		}
+	}
+	if len(users) > 0 {
+		return inUseError(users)
+	}
+	return nil
+}
+
+// removeLocked removes the locked tree, now at name in the swarm
+// directory: its contents through descriptors, then the directory itself.
+func (sw *swarmDir) removeLocked(l *entryLock, name string) error {
+	dev, _, err := dirIdentity(l.fd)
+	if err != nil {
+		return err
+	}
+	if err := removeTreeContents(l.fd, filepath.Join(sw.path, name), dev); err != nil {
+		if errors.Is(err, errMountPoint) {
+			return fmt.Errorf("%w: %w", ErrMountInside, err)
+		}
+		return err
+	}
+	if err := unlinkat(int(sw.fd), name, atRemoveDir); err != nil {
+		return &fs.PathError{Op: "unlinkat", Path: filepath.Join(sw.path, name), Err: err}
+	}
+	return nil
+}
+
+// usesEntry reports whether process pid uses the slot directory entry: its
+// working or root directory is in the slot's tree, or it holds a file of
+// the tree open. Only a process whose links can be read, and that uses a
+// file on the slot's device, costs a walk of the tree.
+func (sw *swarmDir) usesEntry(entry string, pid int) bool {
+	dev, err := sw.device()
+	if err != nil {
+		return false
+	}
+	files := readProcFiles(pid, dev)
+	if len(files) == 0 {
+		return false
+	}
+	fd, err := openSubdir(int(sw.fd), entry, dev)
+	if err != nil {
+		return false
+	}
+	defer syscall.Close(fd)
+	survey, _ := surveyTree(fd, filepath.Join(sw.path, entry))
+	return survey.inodes != nil && survey.uses(files)
+}

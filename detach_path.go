@@ -1,0 +1,110 @@
+//go:build !linux
+
+package slotgc
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Without openat2, renameat2 and unlinkat in the standard library on every
+// one of these systems, PruneDead resolves paths below the swarm directory
+// again for each step, and removes a tree with os.RemoveAll, which opens
+// each directory relative to its parent and never follows a symlink or, on
+// Windows, a junction (see os/removeall_at.go).
+
+// pruneGuard is empty: nothing is shared between the slots of one call.
+type pruneGuard struct{}
+
+// entryLock is an entry of the swarm directory, a real directory, held so
+// that no other PruneDead works on it at once; see lockDir.
+type entryLock struct {
+	info   fs.FileInfo
+	unlock func()
+}
+
+// errBusy says another PruneDead holds an entry.
+var errBusy = errors.New("another PruneDead is at work on it")
+
+// lockEntry locks the entry name, which must be a real directory: anything
+// else reads as fs.ErrNotExist.
+func (sw *swarmDir) lockEntry(name string) (*entryLock, error) {
+	path := filepath.Join(sw.path, name)
+	info, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !info.IsDir() || info.Mode()&(fs.ModeSymlink|fs.ModeIrregular) != 0 {
+		return nil, fs.ErrNotExist
+	}
+	unlock, err := lockDir(path, name)
+	if err != nil {
+		return nil, err
+	}
+	return &entryLock{info: info, unlock: unlock}, nil
+}
+
+func (l *entryLock) release() { l.unlock() }
+
+// is reports whether the entry name of the swarm directory is the locked
+// directory.
+func (l *entryLock) is(sw *swarmDir, name string) bool {
+	info, err := os.Lstat(filepath.Join(sw.path, name))
+	return err == nil && os.SameFile(info, l.info)
+}
+
+func (sw *swarmDir) renameEntry(from, to string) error {
+	return os.Rename(filepath.Join(sw.path, from), filepath.Join(sw.path, to))
+}
+
+// restoreEntry renames a detached tree back to its slot name unless the
+// name is taken. Between the check and the rename a new empty directory of
+// that name could be replaced on Unix; Windows never replaces a directory.
+func (sw *swarmDir) restoreEntry(from, to string) error {
+	if _, err := os.Lstat(filepath.Join(sw.path, to)); err == nil {
+		return fs.ErrExist
+	}
+	return sw.renameEntry(from, to)
+}
+
+// check refuses to let the tree at name go while a mount point is inside
+// it, told by a change of device where the system gives one.
+func (guard *pruneGuard) check(sw *swarmDir, _ *entryLock, name string) error {
+	top := filepath.Join(sw.path, name)
+	topInfo, err := os.Lstat(top)
+	if err != nil {
+		return err
+	}
+	var points []string
+	err = filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && !sameDevice(info, topInfo) {
+			points = append(points, path)
+			return fs.SkipDir
+		}
+		return nil
+	})
+	if len(points) > 0 {
+		return mountInsideError(points)
+	}
+	return err
+}
+
+// removeLocked removes the tree at name. Where the caller lacks permission
+// on directories it owns, it makes them usable and tries once more.
+func (sw *swarmDir) removeLocked(_ *entryLock, name string) error {
+	path := filepath.Join(sw.path, name)
+	err := os.RemoveAll(path)
+	if errors.Is(err, fs.ErrPermission) && makeTreeUsable(path) {
+		err = os.RemoveAll(path)
+	}
+	return err
+}
+
+// usesEntry is false: these systems give no view of the files a process
+// uses.
+func (sw *swarmDir) usesEntry(string, int) bool { return false }

@@ -1,0 +1,310 @@
+//go:build linux
+
+package slotgc
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+)
+
+// A tree is walked and removed through descriptors only: every directory is
+// opened relative to its parent's descriptor with openat2(2), never by a
+// path from the top, so no rename or symlink swapped in while the walk runs
+// can steer it out of the tree
+// (https://man7.org/linux/man-pages/man2/openat2.2.html).
+
+// openHow is openat2's struct open_how.
+type openHow struct {
+	flags   uint64
+	mode    uint64
+	resolve uint64
+}
+
+const (
+	// resolveNoXdev refuses to cross a mount point, bind mounts included;
+	// resolveNoSymlinks refuses any symlink on the way; resolveNoMagiclinks
+	// refuses /proc's magic links; resolveBeneath keeps ".." inside.
+	resolveNoXdev       = 0x01
+	resolveNoMagiclinks = 0x02
+	resolveNoSymlinks   = 0x04
+	resolveBeneath      = 0x08
+
+	// oPath is O_PATH, which the syscall package does not name: a
+	// descriptor that locates a file without opening it for reading.
+	oPath = 0x200000
+
+	dirFlags    = syscall.O_RDONLY | syscall.O_DIRECTORY | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
+	atRemoveDir = 0x200
+)
+
+var sysOpenat2 = syscallBase() + 437
+
+// noOpenat2 is set once openat2 is found missing (Linux before 5.6, or a
+// seccomp filter that refuses it); from then on directories are opened with
+// openat(2) and a mount point is told by its device number, which misses a
+// bind mount from the same file system.
+var noOpenat2 atomic.Bool
+
+// errMountPoint is the cause of a refusal to remove a tree that holds a
+// mount point.
+var errMountPoint = errors.New("a mount point is inside; unmount it first")
+
+// openSubdir opens the directory name inside the directory dirfd (whose
+// device is dev) without following a symlink or crossing into another
+// mount: crossing yields errMountPoint.
+func openSubdir(dirfd int, name string, dev uint64) (int, error) {
+	path, err := syscall.BytePtrFromString(name)
+	if err != nil {
+		return -1, err
+	}
+	if !noOpenat2.Load() {
+		how := openHow{flags: dirFlags, resolve: resolveNoXdev | resolveNoSymlinks | resolveNoMagiclinks | resolveBeneath}
+		for {
+			fd, _, errno := syscall.Syscall6(sysOpenat2, uintptr(dirfd), uintptr(unsafe.Pointer(path)), uintptr(unsafe.Pointer(&how)), unsafe.Sizeof(how), 0, 0)
+			runtime.KeepAlive(path)
+			switch errno {
+			case 0:
+				return int(fd), nil
+			case syscall.EINTR, syscall.EAGAIN:
+				continue
+			case syscall.EXDEV:
+				return -1, errMountPoint
+			case syscall.ENOSYS, syscall.EPERM:
+				noOpenat2.Store(true)
+			default:
+				return -1, errno
+			}
+			break
+		}
+	}
+	fd, err := openat(dirfd, append([]byte(name), 0), dirFlags)
+	if err != nil {
+		return -1, err
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	if uint64(st.Dev) != dev {
+		syscall.Close(fd)
+		return -1, errMountPoint
+	}
+	return fd, nil
+}
+
+// dirIdentity returns the device and inode of an open directory.
+func dirIdentity(fd int) (dev, ino uint64, err error) {
+	var st syscall.Stat_t
+	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
+		return 0, 0, err
+	}
+	return uint64(st.Dev), st.Ino, nil
+}
+
+// treeEntry is an entry of a directory being walked, with its inode number
+// as the directory record gives it.
+type treeEntry struct {
+	name  string
+	ino   uint64
+	isDir bool
+}
+
+// readTreeEntries reads the entries of the open directory fd. The
+// directory's own offset is rewound first, so a second walk sees it whole.
+func readTreeEntries(fd int) ([]treeEntry, error) {
+	if _, err := syscall.Seek(fd, 0, 0); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 8<<10)
+	var entries []treeEntry
+	for {
+		n, err := syscall.ReadDirent(fd, buf)
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case err != nil:
+			return nil, err
+		case n <= 0:
+			return entries, nil
+		}
+		entries, err = appendTreeEntries(entries, buf[:n], fd)
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// appendTreeEntries parses the dirent records of buf, read from the
+// directory fd; an entry of unknown type is looked at through fd.
+func appendTreeEntries(entries []treeEntry, buf []byte, fd int) ([]treeEntry, error) {
+	return entries, walkDirents(buf, func(name []byte, ino uint64, typ byte) {
+		e := treeEntry{name: string(name), ino: ino, isDir: typ == dtDir}
+		if typ == dtUnknown {
+			e.isDir = isDirAt(fd, e.name)
+		}
+		entries = append(entries, e)
+	})
+}
+
+// isDirAt reports whether name in the directory dirfd is a directory, not
+// following a symlink.
+func isDirAt(dirfd int, name string) bool {
+	fd, err := openat(dirfd, append([]byte(name), 0), oPath|syscall.O_NOFOLLOW|syscall.O_CLOEXEC)
+	if err != nil {
+		return false
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	return syscall.Fstat(fd, &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR
+}
+
+// treeSurvey is what a read-only walk of a tree found: the device it is on
+// and the inode numbers of everything in it, the top directory included.
+type treeSurvey struct {
+	dev    uint64
+	inodes map[uint64]bool
+}
+
+// surveyTree walks the tree under the open directory fd without changing
+// anything and records its inodes. A mount point inside is an error naming
+// it (path is the tree's path, for messages). A directory that cannot be
+// read is passed over: its contents go unrecorded.
+func surveyTree(fd int, path string) (treeSurvey, error) {
+	dev, ino, err := dirIdentity(fd)
+	if err != nil {
+		return treeSurvey{}, &fs.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	s := treeSurvey{dev: dev, inodes: map[uint64]bool{ino: true}}
+	return s, s.walk(fd, path)
+}
+
+func (s *treeSurvey) walk(fd int, path string) error {
+	entries, err := readTreeEntries(fd)
+	if err != nil {
+		return nil
+	}
+	for _, e := range entries {
+		s.inodes[e.ino] = true
+		if !e.isDir {
+			continue
+		}
+		sub, err := openSubdir(fd, e.name, s.dev)
+		switch {
+		case errors.Is(err, errMountPoint):
+			return &fs.PathError{Op: "survey", Path: filepath.Join(path, e.name), Err: err}
+		case err != nil:
+			continue
+		}
+		err = s.walk(sub, filepath.Join(path, e.name))
+		syscall.Close(sub)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeTreeContents removes everything inside the open directory fd, whose
+// device is dev, depth first, through descriptors. It never crosses into
+// another mount and never follows a symlink (a symlink is removed as
+// itself). Where the caller lacks permission on a directory it owns, the
+// directory is made usable (u+rwx) and the step tried again, as
+// `go clean -modcache` does for Go's read-only module cache; a directory of
+// another user's stays as it is and its error stands.
+func removeTreeContents(fd int, path string, dev uint64) error {
+	entries, err := readTreeEntries(fd)
+	if errors.Is(err, syscall.EACCES) && makeUsable(fd) {
+		entries, err = readTreeEntries(fd)
+	}
+	if err != nil {
+		return &fs.PathError{Op: "readdirent", Path: path, Err: err}
+	}
+	var errs []error
+	for _, e := range entries {
+		if err := removeEntry(fd, e, filepath.Join(path, e.name), dev); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeEntry removes one entry of the open directory dirfd.
+func removeEntry(dirfd int, e treeEntry, path string, dev uint64) error {
+	if e.isDir {
+		sub, err := openSubdir(dirfd, e.name, dev)
+		if errors.Is(err, syscall.EACCES) && makeUsableAt(dirfd, e.name) {
+			sub, err = openSubdir(dirfd, e.name, dev)
+		}
+		if err != nil {
+			return &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		err = removeTreeContents(sub, path, dev)
+		syscall.Close(sub)
+		if err != nil {
+			return err
+		}
+	}
+	flags := 0
+	if e.isDir {
+		flags = atRemoveDir
+	}
+	err := unlinkat(dirfd, e.name, flags)
+	if errors.Is(err, syscall.EACCES) && makeUsable(dirfd) {
+		err = unlinkat(dirfd, e.name, flags)
+	}
+	if err != nil && !errors.Is(err, syscall.ENOENT) {
+		return &fs.PathError{Op: "unlinkat", Path: path, Err: err}
+	}
+	return nil
+}
+
+func unlinkat(dirfd int, name string, flags int) error {
+	path, err := syscall.BytePtrFromString(name)
+	if err != nil {
+		return err
+	}
+	return ignoringEINTR(func() error {
+		_, _, errno := syscall.Syscall(syscall.SYS_UNLINKAT, uintptr(dirfd), uintptr(unsafe.Pointer(path)), uintptr(flags))
+		if errno != 0 {
+			return errno
+		}
+		return nil
+	})
+}
+
+// makeUsable gives the owner of the open directory fd read, write and
+// search permission on it, if the caller is that owner, and reports whether
+// it did.
+func makeUsable(fd int) bool {
+	var st syscall.Stat_t
+	if syscall.Fstat(fd, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR || int(st.Uid) != os.Geteuid() || st.Mode&0o700 == 0o700 {
+		return false
+	}
+	return syscall.Fchmod(fd, st.Mode&0o7777|0o700) == nil
+}
+
+// makeUsableAt is makeUsable for the directory name inside dirfd, which
+// may not even be readable: it is reached by an O_PATH descriptor, which
+// needs no permission on the directory itself, and its mode is changed
+// through that descriptor's /proc/self/fd link, which names exactly the
+// inode opened, so a symlink swapped in meanwhile is never followed.
+func makeUsableAt(dirfd int, name string) bool {
+	fd, err := openat(dirfd, append([]byte(name), 0), oPath|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC)
+	if err != nil {
+		return false
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if syscall.Fstat(fd, &st) != nil || int(st.Uid) != os.Geteuid() || st.Mode&0o700 == 0o700 {
+		return false
+	}
+	return syscall.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), st.Mode&0o7777|0o700) == nil
+}
