@@ -336,3 +336,31 @@ func TestKillThreadID(t *testing.T) {
 		t.Errorf("the thread's process died: %+v, %v", st, err)
 	}
 }
+
+func init() {
+	// The ns-work helper, started in a mount namespace of its own, mounts a
+	// tmpfs on SLOTGC_TEST_ARG's first path, binds the workspace (the
+	// second) inside it, and works in the third (the three split by newlines), relative to the workspace,
+	// through that bind mount: a path that means nothing outside.
+	if os.Getenv(helperEnv) == "ns-work" {
+		args := strings.Split(os.Getenv(helperArgEnv), "\n")
+		alt := filepath.Join(args[0], "ws")
+		err := syscall.Mount("tmpfs", args[0], "tmpfs", 0, "")
+		if err == nil {
+			err = os.Mkdir(alt, 0o755)
+		}
+		if err == nil {
+			err = syscall.Mount(args[1], alt, "", syscall.MS_BIND, "")
+		}
+		if err == nil {
+			err = os.Chdir(filepath.Join(alt, args[2]))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ns-work:", err)
+			os.Exit(2)
+		}
+		fmt.Println("ready")
+		time.Sleep(childLifetime)
+		os.Exit(0)
+	}
+}

@@ -29,6 +29,9 @@ var removalBroken string
 // running tests; see TestMain.
 const helperEnv = "SLOTGC_TEST_HELPER"
 
+// helperArgEnv passes a helper mode its argument.
+const helperArgEnv = "SLOTGC_TEST_ARG"
+
 const (
 	// childLifetime bounds how long a "sleep" helper lives if nobody kills
 	// it, so a crashed test run leaves nothing behind for long.
@@ -49,6 +52,8 @@ const (
 //
 //	sleep        say "ready" on stdout, sleep until killed
 //	ignore-term  ignore SIGTERM, say "ready", sleep until killed
+//	hold         open the file named by SLOTGC_TEST_ARG, say "ready",
+//	             sleep until killed
 //	exit         exit at once
 //	call         once stdin is closed, run the slotgc call named by the
 //	             helper's arguments and print its result as JSON
@@ -66,6 +71,15 @@ func TestMain(m *testing.M) {
 		ignoreTerm()
 		fmt.Println("ready")
 		time.Sleep(childLifetime)
+	case "hold":
+		f, err := os.Open(os.Getenv(helperArgEnv))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		fmt.Println("ready")
+		time.Sleep(childLifetime)
+		runtime.KeepAlive(f) // held open until killed, not closed by a finalizer
 	case "exit":
 	case "call":
 		io.Copy(io.Discard, os.Stdin) // a start gate: go when stdin closes
@@ -146,7 +160,12 @@ func testBinary(t testing.TB) string {
 // test ends. For the modes that say so, it returns once the child is ready.
 func startChild(t testing.TB, mode string) *exec.Cmd {
 	t.Helper()
-	cmd := helperCmd(t, testBinary(t), mode)
+	return startHelper(t, helperCmd(t, testBinary(t), mode), mode)
+}
+
+// startHelper starts cmd, a helper child in mode, as startChild does.
+func startHelper(t testing.TB, cmd *exec.Cmd, mode string) *exec.Cmd {
+	t.Helper()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +179,7 @@ func startChild(t testing.TB, mode string) *exec.Cmd {
 		cmd.Wait()
 		close(reaped)
 	})
-	if mode == "sleep" || mode == "ignore-term" {
+	if mode != "exit" && mode != "leader-exit" {
 		awaitReady(t, mode, stdout)
 	}
 	return cmd

@@ -1,0 +1,288 @@
+//go:build linux
+
+package slotgc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// mount mounts source on target (a tmpfs when fstype is "tmpfs", a bind
+// mount when it is ""), checks that /proc/self/mountinfo lists it, and
+// unmounts it when the test ends. Where mounting is forbidden the test is
+// skipped, unless SLOTGC_TEST_REQUIRE_ROOT=1 forbids skipping.
+func mount(t *testing.T, source, target, fstype string) {
+	t.Helper()
+	flags := uintptr(0)
+	if fstype == "" {
+		flags = syscall.MS_BIND
+	}
+	if err := syscall.Mount(source, target, fstype, flags, ""); err != nil {
+		if os.Getenv(requireRootEnv) == "1" {
+			t.Fatalf("mount %s on %s: %v, and %s=1 forbids skipping", source, target, err, requireRootEnv)
+		}
+		t.Skipf("mounting is forbidden here: mount %s on %s: %v", source, target, err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(target, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", target, err)
+		}
+	})
+	points := readMountPoints()
+	if !slices.Contains(points, target) {
+		t.Fatalf("setup: %s is not in /proc/self/mountinfo after mounting it", target)
+	}
+}
+
+func mkdirs(t *testing.T, dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPruneKeepsMounts puts a bind mount and a tmpfs inside a dead slot's
+// worktree: PruneDead must delete nothing on either and keep the slot whole
+// at its name, run after run, while it removes a plain dead slot.
+func TestPruneKeepsMounts(t *testing.T) {
+	needRoot(t)
+	ws, swarm := workspace(t)
+	dead := pidLine(deadPID(t))
+	shared := filepath.Join(tempDir(t), "shared with spaces")
+	mkdirs(t, shared)
+	writeFile(t, filepath.Join(shared, "keep"), "precious")
+	addSlot(t, swarm, "plain", dead)
+	slot := addSlot(t, swarm, "mounted", dead)
+	bindPoint, tmpfsPoint := filepath.Join(slot, "wt", "shared"), filepath.Join(slot, "wt", "deep", "scratch")
+	mkdirs(t, bindPoint, tmpfsPoint)
+	writeFile(t, filepath.Join(slot, "wt", "own-file"), "")
+	mount(t, shared, bindPoint, "")
+	mount(t, "tmpfs", tmpfsPoint, "tmpfs")
+	writeFile(t, filepath.Join(tmpfsPoint, "scratch-file"), "")
+
+	for run := 1; run <= 2; run++ {
+		got, err := PruneDead(ws)
+		wantRemoved := []string{"plain"}
+		if run == 2 {
+			wantRemoved = nil
+		}
+		if !slices.Equal(got, wantRemoved) {
+			t.Errorf("run %d: PruneDead(ws) = %v, want %v", run, got, wantRemoved)
+		}
+		se, ok := errors.AsType[*SlotError](err)
+		if !ok || se.Slot != "mounted" || !errors.Is(err, ErrMountInside) || !strings.Contains(err.Error(), bindPoint) {
+			t.Errorf("run %d: PruneDead(ws) error %v, want a SlotError for slot mounted wrapping ErrMountInside and naming %s", run, err, bindPoint)
+		}
+		for _, f := range []string{
+			filepath.Join(shared, "keep"), filepath.Join(bindPoint, "keep"),
+			filepath.Join(tmpfsPoint, "scratch-file"), filepath.Join(slot, "wt", "own-file"), filepath.Join(slot, PIDFile),
+		} {
+			if _, err := os.Stat(f); err != nil {
+				t.Errorf("run %d: PruneDead deleted %s: %v", run, f, err)
+			}
+		}
+	}
+	if entries, _ := os.ReadDir(swarm); len(entries) != 1 || entries[0].Name() != "mounted" {
+		t.Errorf("swarm holds %v, want only the mounted slot at its name", entries)
+	}
+}
+
+// TestRemovalWalkStopsAtMounts checks the walk's own guard, the one that
+// holds when a mount appears after the mount table was read: removing a
+// tree with a bind mount inside deletes nothing on the mount.
+func TestRemovalWalkStopsAtMounts(t *testing.T) {
+	needRoot(t)
+	top := tempDir(t)
+	shared := tempDir(t)
+	writeFile(t, filepath.Join(shared, "keep"), "")
+	point := filepath.Join(top, "a", "b")
+	mkdirs(t, point)
+	mount(t, shared, point, "")
+	fd, err := syscall.Open(top, dirFlags, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	dev, _, err := dirIdentity(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := removeTreeContents(fd, top, dev); !errors.Is(err, errMountPoint) {
+		t.Errorf("removeTreeContents(tree with a bind mount) = %v, want %v", err, errMountPoint)
+	}
+	if _, err := os.Stat(filepath.Join(shared, "keep")); err != nil {
+		t.Errorf("the removal walk deleted a file on the mount: %v", err)
+	}
+}
+
+// backdate sets a pid file's times an hour back: the same arithmetic as a
+// wall clock stepped an hour forward while the leaf ran.
+func backdate(t *testing.T, slotDir string) {
+	t.Helper()
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(slotDir, PIDFile), old, old); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestClockStepEvidence: leaves whose pid files look written an hour
+// before they started stay live while they use their slot.
+func TestClockStepEvidence(t *testing.T) {
+	skipIfRemovalBroken(t)
+	ws, swarm := workspace(t)
+
+	cwdSlot := addSlot(t, swarm, "works-in-slot", noPIDFile)
+	mkdirs(t, filepath.Join(cwdSlot, "wt"))
+	cmd := helperCmd(t, testBinary(t), "sleep")
+	cmd.Dir = filepath.Join(cwdSlot, "wt")
+	inSlot := startHelper(t, cmd, "sleep").Process.Pid
+
+	fdSlot := addSlot(t, swarm, "holds-a-file", noPIDFile)
+	writeFile(t, filepath.Join(fdSlot, "log"), "")
+	cmd = helperCmd(t, testBinary(t), "hold")
+	cmd.Env = append(cmd.Env, helperArgEnv+"="+filepath.Join(fdSlot, "log"))
+	cmd.Dir = tempDir(t)
+	holding := startHelper(t, cmd, "hold").Process.Pid
+
+	strangerSlot := addSlot(t, swarm, "stranger", noPIDFile)
+	stranger := startChild(t, "sleep").Process.Pid
+
+	for dir, pid := range map[string]int{cwdSlot: inSlot, fdSlot: holding, strangerSlot: stranger} {
+		writeFile(t, filepath.Join(dir, PIDFile), pidLine(pid))
+		backdate(t, dir)
+	}
+	wantLive := []Slot{{"holds-a-file", holding}, {"works-in-slot", inSlot}}
+	if got, err := LiveSlots(ws); !slices.Equal(got, wantLive) || err != nil {
+		t.Errorf("LiveSlots(ws) = %v, %v, want %v, nil", got, err, wantLive)
+	}
+	if got, err := DeadSlots(ws); !slices.Equal(got, []string{"stranger"}) || err != nil {
+		t.Errorf("DeadSlots(ws) = %v, %v, want [stranger], nil", got, err)
+	}
+	if got, err := PruneDead(ws); !slices.Equal(got, []string{"stranger"}) || err != nil {
+		t.Errorf("PruneDead(ws) = %v, %v, want [stranger], nil", got, err)
+	}
+	for _, dir := range []string{cwdSlot, fdSlot} {
+		if _, err := os.Stat(filepath.Join(dir, PIDFile)); err != nil {
+			t.Errorf("PruneDead removed %s, whose leaf uses it: %v", dir, err)
+		}
+	}
+}
+
+// TestPruneKeepsSlotInUse: a dead slot that another process works in is
+// reported dead but not removed, until that process is gone.
+func TestPruneKeepsSlotInUse(t *testing.T) {
+	skipIfRemovalBroken(t)
+	ws, swarm := workspace(t)
+	slot := addSlot(t, swarm, "orphaned-job", pidLine(deadPID(t)))
+	mkdirs(t, filepath.Join(slot, "wt"))
+	cmd := helperCmd(t, testBinary(t), "sleep")
+	cmd.Dir = filepath.Join(slot, "wt")
+	job := startHelper(t, cmd, "sleep")
+
+	if got, err := DeadSlots(ws); !slices.Equal(got, []string{"orphaned-job"}) || err != nil {
+		t.Errorf("DeadSlots(ws) = %v, %v, want [orphaned-job], nil", got, err)
+	}
+	got, err := PruneDead(ws)
+	want := fmt.Sprintf("pid %d (%s)", job.Process.Pid, filepath.Base(testBinary(t))[:min(15, len(filepath.Base(testBinary(t))))])
+	if got != nil || !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), want) {
+		t.Errorf("PruneDead(ws) = %v, %v, want nil and an ErrInUse naming %s", got, err, want)
+	}
+	if _, err := os.Stat(filepath.Join(slot, PIDFile)); err != nil {
+		t.Errorf("PruneDead removed a slot in use: %v", err)
+	}
+	job.Process.Kill()
+	job.Wait()
+	if got, err := PruneDead(ws); !slices.Equal(got, []string{"orphaned-job"}) || err != nil {
+		t.Errorf("PruneDead(ws) once the job is gone = %v, %v, want [orphaned-job], nil", got, err)
+	}
+}
+
+// TestPruneKeepsSlotInUseFromAnotherMountNamespace: a process in a mount
+// namespace of its own works in the slot through a bind mount of the
+// workspace at a path that does not exist here; it is found all the same.
+func TestPruneKeepsSlotInUseFromAnotherMountNamespace(t *testing.T) {
+	needRoot(t)
+	ws, swarm := workspace(t)
+	slot := addSlot(t, swarm, "contained", pidLine(deadPID(t)))
+	mkdirs(t, filepath.Join(slot, "wt"))
+	altRoot := tempDir(t)
+	cmd := helperCmd(t, testBinary(t), "ns-work")
+	cmd.Env = append(cmd.Env, helperArgEnv+"="+altRoot+"\n"+ws+"\n"+filepath.Join(SwarmDir, "contained", "wt"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	child := startHelper(t, cmd, "ns-work").Process.Pid
+
+	seen, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", child))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(seen); err == nil || !strings.HasPrefix(seen, altRoot) {
+		t.Fatalf("setup: the child's working directory reads %q, want a path under %s that does not exist here", seen, altRoot)
+	}
+	got, err := PruneDead(ws)
+	if got != nil || !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "pid "+strconv.Itoa(child)+" ") {
+		t.Errorf("PruneDead(ws) = %v, %v, want nil and an ErrInUse naming pid %d", got, err, child)
+	}
+	if _, err := os.Stat(filepath.Join(slot, PIDFile)); err != nil {
+		t.Errorf("PruneDead removed a slot in use: %v", err)
+	}
+}
+
+// TestPruneReadOnlyTree has uid 65534 prune its own dead slot whose
+// directories are read-only (0555, as Go's module cache leaves them) or
+// closed (0000): all of it goes.
+func TestPruneReadOnlyTree(t *testing.T) {
+	needRoot(t)
+	ws, swarm := workspace(t)
+	openToAll(t, swarm)
+	slot := addSlot(t, swarm, "modcache", pidLine(deadPID(t)))
+	ro := filepath.Join(slot, "pkg", "mod", "example.com@v1")
+	closed := filepath.Join(slot, "closed")
+	mkdirs(t, filepath.Join(ro, "sub"), closed)
+	writeFile(t, filepath.Join(ro, "sub", "a.go"), "package a")
+	writeFile(t, filepath.Join(ro, "go.mod"), "module a")
+	writeFile(t, filepath.Join(closed, "file"), "")
+	if err := filepath.Walk(ws, func(path string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, nobody, nobody)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		path string
+		mode os.FileMode
+	}{
+		{filepath.Join(ro, "sub", "a.go"), 0o444}, {filepath.Join(ro, "go.mod"), 0o444},
+		{filepath.Join(ro, "sub"), 0o555}, {ro, 0o555}, {filepath.Join(slot, "pkg", "mod"), 0o555},
+		{closed, 0o000},
+	} {
+		if err := os.Chmod(step.path, step.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := asNobody(t, "PruneDead", ws)
+	if !slices.Equal(r.Names, []string{"modcache"}) || r.Err != "" {
+		t.Errorf("PruneDead(ws) as nobody = %v, %q, want [modcache], no error", r.Names, r.Err)
+	}
+	if entries, err := os.ReadDir(swarm); err != nil || len(entries) != 0 {
+		t.Errorf("swarm after PruneDead holds %v (%v), want nothing", entries, err)
+	}
+}
