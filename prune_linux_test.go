@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -284,5 +285,65 @@ func TestPruneReadOnlyTree(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(swarm); err != nil || len(entries) != 0 {
 		t.Errorf("swarm after PruneDead holds %v (%v), want nothing", entries, err)
+	}
+}
+
+// nsLastPID is where root sets the last pid handed out in its pid
+// namespace: the next process started gets the one after it, if free.
+const nsLastPID = "/proc/sys/kernel/ns_last_pid"
+
+// startChildWithPID starts a sleep helper child with pid, retrying while
+// other processes that fork meanwhile take it first.
+func startChildWithPID(t *testing.T, pid int) *exec.Cmd {
+	t.Helper()
+	const tries = 50
+	for range tries {
+		if err := os.WriteFile(nsLastPID, []byte(strconv.Itoa(pid-1)), 0o644); err != nil {
+			t.Fatalf("setup: %v", err)
+		}
+		cmd := startChild(t, "sleep")
+		if cmd.Process.Pid == pid {
+			return cmd
+		}
+	}
+	t.Fatalf("setup: no child got pid %d in %d tries", pid, tries)
+	return nil
+}
+
+// TestLeftoverOfCrashedPruner has a pruner detach a slot and crash, then
+// gives its pid to another process: the next PruneDead must finish the
+// leftover all the same, and leave it alone while its pruner runs.
+func TestLeftoverOfCrashedPruner(t *testing.T) {
+	needRoot(t)
+	skipIfRemovalBroken(t)
+	ws, swarm := workspace(t)
+	addSlot(t, swarm, "dead", pidLine(deadPID(t)))
+	cmd := helperCmd(t, testBinary(t), "detach")
+	cmd.Dir = ws
+	cmd.Env = append(cmd.Env, helperArgEnv+"=dead")
+	pruner := startHelper(t, cmd, "detach")
+	trash := filepath.Join(swarm, TrashPrefix+strconv.Itoa(pruner.Process.Pid)+".crashed")
+	if _, err := os.Stat(filepath.Join(trash, PIDFile)); err != nil {
+		t.Fatalf("setup: the pruner left no detached tree: %v", err)
+	}
+
+	if got, err := PruneDead(ws); got != nil || err != nil {
+		t.Errorf("PruneDead(ws) while the pruner runs = %v, %v, want nil, nil", got, err)
+	}
+	if _, err := os.Stat(trash); err != nil {
+		t.Fatalf("PruneDead took the tree of a pruner at work: %v", err)
+	}
+
+	pruner.Process.Kill()
+	pruner.Wait()
+	stranger := startChildWithPID(t, pruner.Process.Pid)
+	if !Alive(stranger.Process.Pid) {
+		t.Fatalf("setup: pid %d is not taken again", pruner.Process.Pid)
+	}
+	if got, err := PruneDead(ws); got != nil || err != nil {
+		t.Errorf("PruneDead(ws) after the pruner crashed = %v, %v, want nil, nil", got, err)
+	}
+	if entries, err := os.ReadDir(swarm); err != nil || len(entries) != 0 {
+		t.Errorf("swarm after PruneDead holds %v (%v), want nothing: the crashed pruner's leftover leaks", entries, err)
 	}
 }

@@ -364,3 +364,28 @@ func init() {
 		os.Exit(0)
 	}
 }
+
+func init() {
+	// The detach helper does the first half of a prune of the slot named
+	// by SLOTGC_TEST_ARG in the swarm directory of the working directory:
+	// it locks the slot and renames it to a trash name holding its own pid,
+	// says "ready" and waits to be killed, a pruner that crashes midway.
+	if os.Getenv(helperEnv) == "detach" {
+		sw, _, err := openSwarm(SwarmDir)
+		var lock *entryLock
+		if err == nil {
+			lock, err = sw.lockEntry(os.Getenv(helperArgEnv))
+		}
+		if err == nil {
+			err = sw.renameEntry(os.Getenv(helperArgEnv), TrashPrefix+strconv.Itoa(os.Getpid())+".crashed")
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "detach:", err)
+			os.Exit(2)
+		}
+		fmt.Println("ready")
+		time.Sleep(childLifetime)
+		lock.release()
+		os.Exit(0)
+	}
+}
