@@ -159,12 +159,26 @@ func (g *pruneGuard) check(sw *swarmDir, l *entryLock, name string) error {
 	if points := g.mountsUnder(l.fd); len(points) > 0 {
 		return mountInsideError(points)
 	}
-	survey, err := surveyTree(l.fd, filepath.Join(sw.path, name))
-	if errors.Is(err, errMountPoint) {
-		return fmt.Errorf("%w: %w", ErrMountInside, err)
-	}
+	users, err := g.usersOf(l.fd, filepath.Join(sw.path, name))
 	if err != nil {
 		return err
+	}
+	if len(users) > 0 {
+		return inUseError(users)
+	}
+	return nil
+}
+
+// usersOf returns the processes that use the tree under the open directory
+// fd, at path. A mount point met on the way is an error wrapping
+// ErrMountInside.
+func (g *pruneGuard) usersOf(fd int, path string) ([]Process, error) {
+	survey, err := surveyTree(fd, path)
+	if errors.Is(err, errMountPoint) {
+		return nil, fmt.Errorf("%w: %w", ErrMountInside, err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if !g.procsRead {
 		g.procsRead = true
@@ -176,10 +190,22 @@ func (g *pruneGuard) check(sw *swarmDir, l *entryLock, name string) error {
 			users = append(users, Process{PID: p.pid, Command: commandName(p.pid)})
 		}
 	}
-	if len(users) > 0 {
-		return inUseError(users)
+	return users, nil
+}
+
+// users returns the processes that use the entry name of the swarm
+// directory.
+func (g *pruneGuard) users(sw *swarmDir, name string) ([]Process, error) {
+	dev, err := sw.device()
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	fd, err := openSubdir(int(sw.fd), name, dev)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: filepath.Join(sw.path, name), Err: err}
+	}
+	defer syscall.Close(fd)
+	return g.usersOf(fd, filepath.Join(sw.path, name))
 }
 
 // removeLocked removes the locked tree, now at name in the swarm

@@ -105,6 +105,10 @@ func (sw *swarmDir) removeLocked(_ *entryLock, name string) error {
 	return err
 }
 
+// users finds none: these systems give no view of the files a process
+// uses.
+func (*pruneGuard) users(*swarmDir, string) ([]Process, error) { return nil, nil }
+
 // usesEntry is false: these systems give no view of the files a process
 // uses.
 func (sw *swarmDir) usesEntry(string, int) bool { return false }

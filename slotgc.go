@@ -360,6 +360,57 @@ func PruneDead(workspaceDir string) ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
+// Detached returns the entries of the swarm directory that PruneDead
+// detached and has not finished removing, sorted by name: trees a running
+// PruneDead is removing, and leftovers of one that crashed or could not
+// finish, which the next PruneDead finishes if it can (see PruneDead). Each
+// is described as Scan describes a slot, from the pid file inside it. A
+// missing swarm directory yields nil, nil.
+func Detached(workspaceDir string) ([]SlotStatus, error) {
+	sw, entries, err := openSwarm(SwarmPath(workspaceDir))
+	if sw == nil {
+		return nil, err
+	}
+	defer sw.close()
+	var detached []SlotStatus
+	var ps probeScope
+	for _, e := range entries {
+		if e.isDir && strings.HasPrefix(e.name, TrashPrefix) {
+			detached = append(detached, sw.classify(e.name, &ps))
+		}
+	}
+	return detached, nil
+}
+
+// Users returns the processes that use each of the named slot directories
+// (their working or root directory is in the slot, or they hold a file of
+// it open), the way PruneDead finds them before it removes a slot; a slot
+// no process uses has no key. On Linux that is one pass over /proc for the
+// whole call; a process of another user's is seen only by root. Other
+// systems give no such view: there Users finds none. A slot that cannot be
+// opened, or holds a mount point, makes an error naming it; the others
+// are still answered.
+func Users(workspaceDir string, slots ...string) (map[string][]Process, error) {
+	sw, _, err := openSwarm(SwarmPath(workspaceDir))
+	if sw == nil {
+		return nil, err
+	}
+	defer sw.close()
+	var guard pruneGuard
+	users := make(map[string][]Process)
+	var errs []error
+	for _, slot := range slots {
+		found, err := guard.users(sw, slot)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("slotgc: slot %q: %w", slot, err))
+		}
+		if len(found) > 0 {
+			users[slot] = found
+		}
+	}
+	return users, errors.Join(errs...)
+}
+
 var (
 	// ErrMountInside is the cause PruneDead gives for a slot it keeps
 	// because a mount point is inside it (or it is one).

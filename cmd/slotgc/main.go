@@ -41,9 +41,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/bones-swarm/slotgc"
 )
@@ -214,13 +217,28 @@ var stateText = map[slotgc.State]string{
 	slotgc.BadPIDFile: "unusable pid file",
 }
 
-// slotJSON is one slot in the JSON output of status.
+// slotJSON is one slot, or detached tree, in the JSON output of status.
 type slotJSON struct {
-	Name  string `json:"name"`
-	PID   int    `json:"pid,omitempty"`
-	State string `json:"state"`
-	Dead  bool   `json:"dead"`
-	Error string `json:"error,omitempty"`
+	Name   string        `json:"name"`
+	PID    int           `json:"pid,omitempty"`
+	State  string        `json:"state"`
+	Dead   bool          `json:"dead"`
+	Error  string        `json:"error,omitempty"`
+	UsedBy []processJSON `json:"used_by,omitempty"`
+}
+
+// processJSON is a process that uses a slot.
+type processJSON struct {
+	PID     int    `json:"pid"`
+	Command string `json:"command"`
+}
+
+func newSlotJSON(s slotgc.SlotStatus, users []slotgc.Process) slotJSON {
+	j := slotJSON{Name: s.Name, PID: s.PID, State: s.State.String(), Dead: s.State.Dead(), Error: cause(s.Err)}
+	for _, u := range users {
+		j.UsedBy = append(j.UsedBy, processJSON{u.PID, u.Command})
+	}
+	return j
 }
 
 func (c cli) status() int {
@@ -231,35 +249,105 @@ func (c cli) status() int {
 	if err != nil {
 		return c.fail(err)
 	}
+	detached, err := slotgc.Detached(c.workspace)
+	if err != nil {
+		return c.fail(err)
+	}
+	var dead []string
 	counts := make(map[string]int)
 	for _, s := range statuses {
 		counts[s.State.String()]++
+		if s.State.Dead() {
+			dead = append(dead, s.Name)
+		}
+	}
+	users := map[string][]slotgc.Process{}
+	if len(dead) > 0 {
+		// A slot that cannot be looked into is still shown; the error says
+		// why its users are unknown.
+		if users, err = slotgc.Users(c.workspace, dead...); err != nil {
+			c.report(err)
+		}
 	}
 	if c.json {
 		slots := make([]slotJSON, 0, len(statuses))
 		for _, s := range statuses {
-			slots = append(slots, slotJSON{Name: s.Name, PID: s.PID, State: s.State.String(), Dead: s.State.Dead(), Error: cause(s.Err)})
+			slots = append(slots, newSlotJSON(s, users[s.Name]))
 		}
-		return c.printJSON(map[string]any{"workspace": c.workspace, "swarm": c.swarm, "slots": slots, "counts": counts})
+		trees := make([]slotJSON, 0, len(detached))
+		for _, s := range detached {
+			trees = append(trees, newSlotJSON(s, nil))
+		}
+		return c.printJSON(map[string]any{"workspace": c.workspace, "swarm": c.swarm, "slots": slots, "counts": counts, "detached": trees})
 	}
-	fmt.Fprintf(c.stdout, "swarm directory %s\n", c.swarm)
+	fmt.Fprintf(c.stdout, "swarm directory %s\n", displayName(c.swarm))
 	w := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(w, "SLOT\tPID\tSTATE")
 	for _, s := range statuses {
-		pid := "-"
-		if s.PID != 0 {
-			pid = fmt.Sprint(s.PID)
-		}
-		state := stateText[s.State]
-		if s.State == slotgc.BadPIDFile {
-			state += ": " + cause(s.Err)
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\n", s.Name, pid, state)
+		fmt.Fprintf(w, "%s\t%s\t%s\n", displayName(s.Name), pidText(s.PID), stateLine(s, users[s.Name]))
 	}
 	w.Flush()
 	fmt.Fprintf(c.stdout, "%s: %d live, %d dead (%d gone, %d reused), %d without a pid file, %d with an unusable one\n",
 		count(len(statuses), "slot"), counts["live"], counts["gone"]+counts["reused"], counts["gone"], counts["reused"], counts["no-pid-file"], counts["bad-pid-file"])
+	for _, s := range detached {
+		fmt.Fprintf(c.stdout, "detached tree %s, waiting for removal: %s\n", displayName(s.Name), detachedText(s))
+	}
 	return exitOK
+}
+
+func pidText(pid int) string {
+	if pid == 0 {
+		return "-"
+	}
+	return strconv.Itoa(pid)
+}
+
+// stateLine is how the text output describes a slot's state.
+func stateLine(s slotgc.SlotStatus, users []slotgc.Process) string {
+	state := stateText[s.State]
+	if s.State == slotgc.BadPIDFile {
+		state += ": " + cause(s.Err)
+	}
+	if len(users) > 0 {
+		state += ", in use by " + processList(users) + " (kept by prune)"
+	}
+	return state
+}
+
+func processList(users []slotgc.Process) string {
+	names := make([]string, len(users))
+	for i, u := range users {
+		names[i] = fmt.Sprintf("pid %d (%s)", u.PID, displayName(u.Command))
+	}
+	return strings.Join(names, ", ")
+}
+
+// detachedText says what the next prune does with a detached tree, and why.
+func detachedText(s slotgc.SlotStatus) string {
+	switch {
+	case s.State == slotgc.Live:
+		return fmt.Sprintf("holds live pid %d, so prune keeps it", s.PID)
+	case s.State == slotgc.BadPIDFile:
+		return "its pid file is unusable (" + cause(s.Err) + "), so prune keeps it"
+	case s.State == slotgc.NoPIDFile:
+		return "no pid file; the next prune removes it unless a prune is at work on it"
+	}
+	return fmt.Sprintf("pid %d is %s; the next prune removes it unless a prune is at work on it", s.PID, stateText[s.State])
+}
+
+// displayName is a name as text output shows it: as it is when it is
+// printable, quoted with Go's escapes otherwise, so that a name holding a
+// newline or a terminal escape cannot fake or hide lines.
+func displayName(name string) string {
+	for _, r := range name {
+		if !unicode.IsPrint(r) || r == utf8.RuneError {
+			return strconv.Quote(name)
+		}
+	}
+	if name == "" || !utf8.ValidString(name) {
+		return strconv.Quote(name)
+	}
+	return name
 }
 
 // cause is the innermost message of a pid-file error: the path is the
@@ -279,8 +367,11 @@ func (c cli) prune(dryRun bool) int {
 	if ok, code := c.checkWorkspace(); !ok {
 		return code
 	}
+	before, err := slotgc.Detached(c.workspace)
+	if err != nil {
+		return c.fail(err)
+	}
 	var names []string
-	var err error
 	if dryRun {
 		names, err = slotgc.DeadSlots(c.workspace)
 	} else {
@@ -295,11 +386,17 @@ func (c cli) prune(dryRun bool) int {
 		c.report(err)
 		code = exitSlotFailed
 	}
+	finished, kept, detachedErr := c.detachedOutcome(before, dryRun)
+	if detachedErr != nil {
+		c.report(detachedErr)
+		code = exitSlotFailed
+	}
 	if c.json {
 		if names == nil {
 			names = []string{}
 		}
-		out := map[string]any{"workspace": c.workspace, "swarm": c.swarm, "dry_run": dryRun, "slots": names}
+		out := map[string]any{"workspace": c.workspace, "swarm": c.swarm, "dry_run": dryRun, "slots": names,
+			"detached_finished": finished, "detached_kept": kept}
 		if err != nil {
 			out["error"] = err.Error()
 		}
@@ -308,15 +405,73 @@ func (c cli) prune(dryRun bool) int {
 		}
 		return code
 	}
-	verb := "removed"
+	verb, finishVerb := "removed", "finished removing"
 	if dryRun {
-		verb = "would remove"
+		verb, finishVerb = "would remove", "would finish removing"
 	}
 	for _, name := range names {
-		fmt.Fprintln(c.stdout, verb, name)
+		fmt.Fprintln(c.stdout, verb, displayName(name))
+	}
+	for _, name := range finished {
+		fmt.Fprintln(c.stdout, finishVerb, "detached tree", displayName(name))
+	}
+	for _, name := range kept {
+		fmt.Fprintf(c.stdout, "kept detached tree %s: %s\n", displayName(name), keptReason(before, name, err))
 	}
 	fmt.Fprintf(c.stdout, "%s %s\n", verb, count(len(names), "dead slot"))
 	return code
+}
+
+// detachedOutcome compares the detached trees before a prune with those
+// after it: the ones gone were finished, the ones still there kept. For a
+// dry run it tells which the prune would finish: those that are surely
+// garbage.
+func (c cli) detachedOutcome(before []slotgc.SlotStatus, dryRun bool) (finished, kept []string, err error) {
+	finished, kept = []string{}, []string{}
+	if dryRun {
+		for _, s := range before {
+			if s.State.Dead() || s.State == slotgc.NoPIDFile {
+				finished = append(finished, s.Name)
+			} else {
+				kept = append(kept, s.Name)
+			}
+		}
+		return finished, kept, nil
+	}
+	after, err := slotgc.Detached(c.workspace)
+	if err != nil {
+		return finished, kept, err
+	}
+	left := make(map[string]bool, len(after))
+	for _, s := range after {
+		left[s.Name] = true
+	}
+	for _, s := range before {
+		if left[s.Name] {
+			kept = append(kept, s.Name)
+		} else {
+			finished = append(finished, s.Name)
+		}
+	}
+	return finished, kept, nil
+}
+
+// keptReason says why a prune kept the detached tree name: the error it
+// gave for it, else that another prune holds it.
+func keptReason(before []slotgc.SlotStatus, name string, pruneErr error) string {
+	if joined, ok := pruneErr.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			if se, ok := e.(*slotgc.SlotError); ok && se.Slot == name {
+				return se.Err.Error()
+			}
+		}
+	}
+	for _, s := range before {
+		if s.Name == name && !s.State.Dead() && s.State != slotgc.NoPIDFile {
+			return detachedText(s)
+		}
+	}
+	return "another prune is at work on it"
 }
 
 // leafJSON is one live leaf in the JSON output of down.
@@ -362,11 +517,11 @@ func (c cli) down(dryRun bool) int {
 	for i, s := range live {
 		switch {
 		case dryRun:
-			fmt.Fprintf(c.stdout, "would stop %s (pid %d)\n", s.Name, s.PID)
+			fmt.Fprintf(c.stdout, "would stop %s (pid %d)\n", displayName(s.Name), s.PID)
 		case stopped[i]:
-			fmt.Fprintf(c.stdout, "stopped %s (pid %d)\n", s.Name, s.PID)
+			fmt.Fprintf(c.stdout, "stopped %s (pid %d)\n", displayName(s.Name), s.PID)
 		default:
-			fmt.Fprintf(c.stdout, "still running %s (pid %d)\n", s.Name, s.PID)
+			fmt.Fprintf(c.stdout, "still running %s (pid %d)\n", displayName(s.Name), s.PID)
 		}
 	}
 	n := 0

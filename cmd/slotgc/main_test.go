@@ -97,7 +97,15 @@ func runSlotgc(t *testing.T, args ...string) result {
 // kills and reaps it when the test ends.
 func startChild(t *testing.T) *exec.Cmd {
 	t.Helper()
+	return startChildIn(t, "")
+}
+
+// startChildIn is startChild with the child's working directory dir (the
+// test's own when empty).
+func startChildIn(t *testing.T, dir string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), helperEnv+"=sleep")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -430,6 +438,48 @@ func TestHelp(t *testing.T) {
 	}
 	if r := runSlotgc(t, "-bogus"); r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "usage:") {
 		t.Errorf("slotgc -bogus = %+v, want the usage on stderr and exit 2", r)
+	}
+}
+
+// TestDetachedTrees lays out two trees a crashed prune left: one holding a
+// live pid, which status shows and prune keeps, saying why, and one with
+// no pid file, which prune finishes and says so.
+func TestDetachedTrees(t *testing.T) {
+	ws := t.TempDir()
+	child := startChild(t)
+	swarm := filepath.Join(ws, slotgc.SwarmDir)
+	revived := slotgc.TrashPrefix + strconv.Itoa(deadPID(t)) + ".revived"
+	garbage := slotgc.TrashPrefix + "1.garbage"
+	for _, name := range []string{revived, garbage} {
+		if err := os.MkdirAll(filepath.Join(swarm, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(swarm, revived, slotgc.PIDFile), []byte(strconv.Itoa(child.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	r := runSlotgc(t, "-C", ws, "status")
+	wantKept := fmt.Sprintf("detached tree %s, waiting for removal: holds live pid %d, so prune keeps it\n", revived, child.Process.Pid)
+	wantGarbage := fmt.Sprintf("detached tree %s, waiting for removal: no pid file; the next prune removes it unless a prune is at work on it\n", garbage)
+	if r.code != 0 || !strings.HasSuffix(r.stdout, "0 slots: 0 live, 0 dead (0 gone, 0 reused), 0 without a pid file, 0 with an unusable one\n"+wantGarbage+wantKept) {
+		t.Errorf("slotgc status = %+v, want it to end with the two detached trees:\n%s%s", r, wantGarbage, wantKept)
+	}
+	r = runSlotgc(t, "-C", ws, "-json", "status")
+	var status struct{ Detached []slotJSON }
+	if err := json.Unmarshal([]byte(r.stdout), &status); err != nil || r.code != 0 {
+		t.Fatalf("slotgc -json status = %+v: %v", r, err)
+	}
+	wantDetached := []slotJSON{{Name: garbage, State: "no-pid-file", Error: "no such file or directory"}, {Name: revived, PID: child.Process.Pid, State: "live"}}
+	if !reflect.DeepEqual(status.Detached, wantDetached) {
+		t.Errorf("slotgc -json status detached = %+v, want %+v", status.Detached, wantDetached)
+	}
+
+	r = runSlotgc(t, "-C", ws, "prune")
+	wantStdout := fmt.Sprintf("finished removing detached tree %s\nkept detached tree %s: detached tree %s holds live pid %d; left in place\nremoved 0 dead slots\n",
+		garbage, revived, filepath.Join(swarm, revived), child.Process.Pid)
+	if r.code != 1 || r.stdout != wantStdout || !strings.Contains(r.stderr, revived) {
+		t.Errorf("slotgc prune = %+v, want exit 1, stdout %q and the kept tree on stderr", r, wantStdout)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -100,5 +101,41 @@ func TestDownFailureExitCode(t *testing.T) {
 	}
 	if !slotgc.Alive(child.Process.Pid) {
 		t.Error("nobody stopped root's leaf")
+	}
+}
+
+// TestForgedNames gives slots names that hold a newline, a carriage
+// return and a terminal escape, each made to look like other status
+// lines: the text output must quote them, so every line it prints is one
+// of its own.
+func TestForgedNames(t *testing.T) {
+	ws, _ := workspace(t)
+	dead := deadPID(t)
+	forged := []string{
+		"x\nlive  " + strconv.Itoa(dead) + "  live",
+		"y\rlive",
+		"z\x1b[2K\x1b[1Alive",
+	}
+	for _, name := range forged {
+		dir := filepath.Join(ws, slotgc.SwarmDir, name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, slotgc.PIDFile), []byte(strconv.Itoa(dead)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runSlotgc(t, "-C", ws, "status")
+	if strings.ContainsAny(r.stdout, "\r\x1b") || strings.Count(r.stdout, "\n") != 1+1+4+len(forged)+1 {
+		t.Errorf("slotgc status = %q: a name broke the lines", r.stdout)
+	}
+	for _, name := range forged {
+		if !strings.Contains(r.stdout, strconv.Quote(name)+" ") {
+			t.Errorf("slotgc status = %q, want the name %q quoted", r.stdout, name)
+		}
+	}
+	r = runSlotgc(t, "-C", ws, "prune", "-n")
+	if strings.ContainsAny(r.stdout, "\r\x1b") || strings.Count(r.stdout, "\n") != 1+len(forged)+1 {
+		t.Errorf("slotgc prune -n = %q: a name broke the lines", r.stdout)
 	}
 }
