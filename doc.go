@@ -2,8 +2,11 @@
 // alive, removes the ones that are not, and ends live workers on request.
 // It promises never to call a slot dead while the process its pid file
 // names may still be the worker that wrote it, never to remove a slot that
-// is not dead at the moment of removal, and never to signal pid 0, -1, 1 or
-// the caller itself. It uses the standard library only.
+// is not dead at the moment of removal, never to remove anything on another
+// mount or outside the swarm directory, never to remove a slot some
+// process is still working in (where the system lets that be seen), and
+// never to signal pid 0, -1, 1 or the caller itself. It uses the standard
+// library only.
 //
 // # Layout
 //
@@ -34,17 +37,44 @@
 //   - Gone (dead): no process has that pid, or it has exited and only its
 //     zombie remains (Linux) or only handles to it remain (Windows).
 //   - Reused (dead): a process has that pid but started more than 5 seconds
-//     after the pid file was last written, so it cannot be the leaf. The
-//     5 seconds absorb coarse file times and small clock slew. On Linux a
-//     process's start time is derived from the boot time, which moves with
-//     the wall clock: a clock stepped forward by more than 5 seconds while a
-//     leaf runs makes that leaf look reused.
+//     after the pid file was last written, so it cannot be the leaf, and
+//     it does not use the slot (see below). The 5 seconds absorb coarse
+//     file times and small clock slew.
 //   - Live: any other process with that pid, including one owned by another
 //     user and one whose start time cannot be read.
+//
+// The time rule compares two clocks' readings, and can be fooled. On Linux
+// a process's start time is counted from boot on CLOCK_BOOTTIME and turned
+// into wall time with the wall clock of now, so a wall clock stepped
+// forward by more than 5 seconds while a leaf runs (an NTP step after
+// boot, a VM or WSL2 resumed after its host slept) makes every live leaf
+// look started after its pid file was written (psutil had the same fault:
+// https://github.com/giampaolo/psutil/issues/2526). So on Linux, before a
+// slot is called Reused, slotgc looks for evidence that needs no clock: a
+// process whose working or root directory is in the slot, or that holds a
+// file of the slot open (/proc/<pid>/cwd, root, fd), is the slot's user,
+// and the slot is Live. That evidence cannot be read for another user's
+// process without privilege, or where /proc hides other processes: there
+// the time rule stands alone. Windows records a process's creation time in
+// wall time when it is created, as it does file times, so a later step
+// moves neither: it cannot be fooled so. macOS and the BSDs have no reuse
+// rule at all.
 //
 // Pids name processes on one host and in one pid namespace: a pid file
 // written inside a container says nothing about the host's processes, and
 // the reverse. Run slotgc in the pid namespace the leaves run in.
+//
+// # Pruning
+//
+// PruneDead removes only garbage. It locks each slot before it touches it
+// (so concurrent calls never share one), checks it again, refuses a slot
+// that holds a mount point or that a process still uses (keeping it whole
+// at its name, with an error that says why), detaches it by an atomic
+// rename to a TrashPrefix name, checks it once more, and removes the tree
+// without following a symlink or crossing a mount, making the caller's own
+// read-only directories usable as it goes. A leftover TrashPrefix entry
+// whose pruner is gone is finished by the next call when it is surely
+// garbage. How much of this each system allows is in PruneDead's doc.
 //
 // # Systems
 //

@@ -151,7 +151,11 @@ func SwarmPath(workspaceDir string) string {
 // zombie or exited process as Gone and detect Reused pids, from /proc start
 // times and process creation times. macOS and the BSDs have neither in the
 // standard library: there a zombie is Live until reaped, and a reused pid
-// is Live. See Alive for how liveness is asked on each.
+// is Live. See Alive for how liveness is asked on each. On Linux a process
+// that works in the slot or holds a file of it open is never taken for a
+// stranger that reused the pid, whatever the clocks say (see the package
+// doc, Verdicts); that is looked into only when the time rule alone would
+// say Reused.
 func Scan(workspaceDir string) ([]SlotStatus, error) {
 	sw, entries, err := openSwarm(SwarmPath(workspaceDir))
 	if sw == nil {
