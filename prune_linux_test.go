@@ -107,29 +107,38 @@ func TestPruneKeepsMounts(t *testing.T) {
 
 // TestRemovalWalkStopsAtMounts checks the walk's own guard, the one that
 // holds when a mount appears after the mount table was read: removing a
-// tree with a bind mount inside deletes nothing on the mount.
+// tree with a bind mount of the same file system inside deletes nothing on
+// the mount, with openat2 and without it (older kernels, emulators), where
+// only the mount ids tell.
 func TestRemovalWalkStopsAtMounts(t *testing.T) {
 	needRoot(t)
-	top := tempDir(t)
-	shared := tempDir(t)
-	writeFile(t, filepath.Join(shared, "keep"), "")
-	point := filepath.Join(top, "a", "b")
-	mkdirs(t, point)
-	mount(t, shared, point, "")
-	fd, err := syscall.Open(top, dirFlags, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(fd)
-	dev, _, err := dirIdentity(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := removeTreeContents(fd, top, dev); !errors.Is(err, errMountPoint) {
-		t.Errorf("removeTreeContents(tree with a bind mount) = %v, want %v", err, errMountPoint)
-	}
-	if _, err := os.Stat(filepath.Join(shared, "keep")); err != nil {
-		t.Errorf("the removal walk deleted a file on the mount: %v", err)
+	for _, withoutOpenat2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("without openat2=%v", withoutOpenat2), func(t *testing.T) {
+			if was := noOpenat2.Swap(withoutOpenat2); was != withoutOpenat2 {
+				t.Cleanup(func() { noOpenat2.Store(was) })
+			}
+			top := tempDir(t)
+			shared := tempDir(t)
+			writeFile(t, filepath.Join(shared, "keep"), "")
+			point := filepath.Join(top, "a", "b")
+			mkdirs(t, point)
+			mount(t, shared, point, "")
+			fd, err := syscall.Open(top, dirFlags, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer syscall.Close(fd)
+			dev, _, err := dirIdentity(fd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := removeTreeContents(fd, top, dev); !errors.Is(err, errMountPoint) {
+				t.Errorf("removeTreeContents(tree with a bind mount) = %v, want %v", err, errMountPoint)
+			}
+			if _, err := os.Stat(filepath.Join(shared, "keep")); err != nil {
+				t.Errorf("the removal walk deleted a file on the mount: %v", err)
+			}
+		})
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -46,10 +48,10 @@ const (
 
 var sysOpenat2 = syscallBase() + 437
 
-// noOpenat2 is set once openat2 is found missing (Linux before 5.6, or a
-// seccomp filter that refuses it); from then on directories are opened with
-// openat(2) and a mount point is told by its device number, which misses a
-// bind mount from the same file system.
+// noOpenat2 is set once openat2 is found missing (Linux before 5.6, a
+// seccomp filter that refuses it, user-mode emulation); from then on
+// directories are opened with openat(2), and a mount point is told by its
+// device and, for a bind mount from the same file system, its mount id.
 var noOpenat2 atomic.Bool
 
 // errMountPoint is the cause of a refusal to remove a tree that holds a
@@ -97,7 +99,36 @@ func openSubdir(dirfd int, name string, dev uint64) (int, error) {
 		syscall.Close(fd)
 		return -1, errMountPoint
 	}
+	// A bind mount from the same file system keeps the device: only the
+	// mount ids tell.
+	parentMount, err := mountID(dirfd)
+	if err == nil {
+		var childMount string
+		if childMount, err = mountID(fd); err == nil && childMount != parentMount {
+			err = errMountPoint
+		}
+	}
+	if err != nil {
+		syscall.Close(fd)
+		return -1, fmt.Errorf("%w (or cannot tell: %v)", errMountPoint, err)
+	}
 	return fd, nil
+}
+
+// mountID returns the id of the mount the open file fd is on, from the
+// mnt_id line of /proc/self/fdinfo/<fd> (Linux 3.15 and later;
+// https://man7.org/linux/man-pages/man5/proc_pid_fdinfo.5.html).
+func mountID(fd int) (string, error) {
+	info, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(fd))
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.Lines(string(info)) {
+		if id, ok := strings.CutPrefix(line, "mnt_id:"); ok {
+			return strings.TrimSpace(id), nil
+		}
+	}
+	return "", errors.New("no mnt_id in /proc/self/fdinfo")
 }
 
 // dirIdentity returns the device and inode of an open directory.

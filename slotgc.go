@@ -601,12 +601,15 @@ func parsePID(content []byte) (int, error) {
 	if len(digits) == 0 {
 		return 0, errEmptyPIDFile
 	}
-	pid := 0
+	// Counted in 64 bits whatever int's width: the check after each digit
+	// keeps the count below 2³¹·10, so it can never wrap around, as a
+	// 32-bit int would for 4294967964 (2³² + 668), read as 668.
+	var pid uint64
 	for _, c := range digits {
 		if c < '0' || c > '9' {
 			return 0, errNotAPID
 		}
-		pid = pid*10 + int(c-'0')
+		pid = pid*10 + uint64(c-'0')
 		if pid > math.MaxInt32 {
 			return 0, errPIDRange
 		}
@@ -614,7 +617,7 @@ func parsePID(content []byte) (int, error) {
 	if pid < 2 {
 		return 0, errPIDRange
 	}
-	return pid, nil
+	return int(pid), nil
 }
 
 var (

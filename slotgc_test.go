@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -63,6 +65,10 @@ func TestMain(m *testing.M) {
 		// The tests lay out their own state directories; one relocated by
 		// the caller's environment would send every call elsewhere.
 		os.Unsetenv(StateDirEnv)
+		if err := checkSpawn(); err != nil {
+			spawnBroken = fmt.Sprintf("the test binary cannot start itself again here (%v)", err)
+			emulated = errors.Is(err, syscall.ENOEXEC)
+		}
 		os.Exit(m.Run())
 	case "sleep":
 		fmt.Println("ready")
@@ -138,9 +144,34 @@ func runCall(call, arg string) int {
 	return 0
 }
 
+// spawnBroken, where not empty, says why the test binary cannot start
+// itself again here, so tests that need a child skip; emulated says that
+// is because it runs under user-mode emulation.
+var (
+	spawnBroken string
+	emulated    bool
+)
+
+// checkSpawn starts the test binary once as an "exit" helper. Under
+// user-mode emulation (qemu-arm run by hand on an x86-64 kernel without
+// binfmt_misc) the kernel refuses the binary as a foreign executable,
+// ENOEXEC.
+func checkSpawn() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=exit")
+	return cmd.Run()
+}
+
 // helperCmd returns a command that re-executes the test binary in mode.
 func helperCmd(t testing.TB, exe, mode string, args ...string) *exec.Cmd {
 	t.Helper()
+	if spawnBroken != "" {
+		t.Skip(spawnBroken)
+	}
 	cmd := exec.Command(exe, append([]string{"-test.run=^$"}, args...)...)
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
 	cmd.Stderr = os.Stderr
@@ -316,6 +347,9 @@ func TestParsePID(t *testing.T) {
 		{"init", "1\n", 0, errPIDRange},
 		{"just past 2^31-1", "2147483648", 0, errPIDRange},
 		{"far past 2^63", "99999999999999999999999", 0, errPIDRange},
+		{"2^32 + 668, which a 32-bit int wraps to 668", "4294967964", 0, errPIDRange},
+		{"2^32 + 2", "4294967298", 0, errPIDRange},
+		{"2^64 + 668", "18446744073709552284", 0, errPIDRange},
 		{"negative", "-1\n", 0, errNotAPID},
 		{"plus sign", "+42\n", 0, errNotAPID},
 		{"hex", "0x2a\n", 0, errNotAPID},
@@ -337,7 +371,7 @@ func TestParsePID(t *testing.T) {
 }
 
 func FuzzParsePID(f *testing.F) {
-	for _, seed := range []string{"1234\n", " 2 ", "2147483647", "2147483648", "0", "", "-1", "\u00a042", "00000000000000000000042"} {
+	for _, seed := range []string{"1234\n", " 2 ", "2147483647", "2147483648", "0", "", "-1", "\u00a042", "00000000000000000000042", "4294967964", "18446744073709552284"} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, content []byte) {
@@ -357,6 +391,48 @@ func FuzzParsePID(f *testing.F) {
 			t.Fatalf("parsePID(%q) = %d, but the digits read %d, %v", content, pid, n, err)
 		}
 	})
+}
+
+// TestPIDFileNamesSelf scans pid files naming this very process, as it
+// is and wrapped around 2³² and 2⁶⁴, which a parser counting in a 32-bit
+// int would read as this process again. It starts no process, so it runs
+// under user-mode emulation of 32-bit systems too.
+func TestPIDFileNamesSelf(t *testing.T) {
+	ws, swarm := workspace(t)
+	self := uint64(os.Getpid())
+	tests := []struct {
+		name    string
+		content string
+		want    State
+	}{
+		{"self", pidLine(os.Getpid()), Live},
+		{"self-plus-2^32", strconv.FormatUint(1<<32+self, 10), BadPIDFile},
+		{"self-plus-2^33", strconv.FormatUint(1<<33+self, 10), BadPIDFile},
+		{"self-plus-2^64", new(big.Int).Add(new(big.Int).Lsh(big.NewInt(1), 64), new(big.Int).SetUint64(self)).String(), BadPIDFile},
+	}
+	for _, tc := range tests {
+		addSlot(t, swarm, tc.name, tc.content)
+	}
+	got := states(mustScan(t, ws))
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got[tc.name] != tc.want {
+				t.Errorf("Scan(ws) says %s for a pid file holding %q, want %s", got[tc.name], tc.content, tc.want)
+			}
+		})
+	}
+	if live, err := LiveSlots(ws); !slices.Equal(live, []Slot{{"self", os.Getpid()}}) || err != nil {
+		t.Errorf("LiveSlots(ws) = %v, %v, want [{self %d}], nil", live, err, os.Getpid())
+	}
+}
+
+func mustScan(t *testing.T, ws string) []SlotStatus {
+	t.Helper()
+	statuses, err := Scan(ws)
+	if err != nil {
+		t.Fatalf("Scan(ws) error: %v", err)
+	}
+	return statuses
 }
 
 func TestMissingSwarm(t *testing.T) {
