@@ -62,7 +62,12 @@
 //
 // Pids name processes on one host and in one pid namespace: a pid file
 // written inside a container says nothing about the host's processes, and
-// the reverse. Run slotgc in the pid namespace the leaves run in.
+// the reverse. Run slotgc in the pid namespace the leaves run in. Where
+// /proc was mounted for another pid namespace (unshare -p without a fresh
+// /proc), /proc/<pid> describes some other process: on Linux each scan
+// checks that /proc/self names the caller, and if it does not, /proc is not
+// believed: a pid that kill(2) finds is Live, with no zombie or reuse
+// verdict.
 //
 // # Pruning
 //

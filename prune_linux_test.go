@@ -356,3 +356,33 @@ func TestLeftoverOfCrashedPruner(t *testing.T) {
 		t.Errorf("swarm after PruneDead holds %v (%v), want nothing: the crashed pruner's leftover leaks", entries, err)
 	}
 }
+
+// TestScanInAnotherPidNamespace scans from a pid namespace of its own that
+// kept the /proc of the namespace it came from: there /proc/<pid> names
+// another process. A live leaf whose pid is, outside, a zombie's must read
+// live, not gone.
+func TestScanInAnotherPidNamespace(t *testing.T) {
+	needRoot(t)
+	ws := tempDir(t)
+	zombie := startChild(t, "exit").Process.Pid // not waited for until cleanup
+	waitProcStat(t, zombie, "a settled zombie", func(st procStat) bool { return st.state == 'Z' && st.threads == 1 })
+	cmd := helperCmd(t, testBinary(t), "pidns-scan")
+	cmd.Env = append(cmd.Env, helperArgEnv+"="+strconv.Itoa(zombie)+"\n"+ws)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("the scan in a new pid namespace failed: %v", err)
+	}
+	var state string
+	var innerPID int
+	var alive bool
+	if _, err := fmt.Sscan(string(out), &state, &innerPID, &alive); err != nil {
+		t.Fatalf("the scan printed %q: %v", out, err)
+	}
+	if innerPID != zombie {
+		t.Fatalf("setup: the leaf got pid %d in its namespace, want %d, the zombie's outside", innerPID, zombie)
+	}
+	if state != Live.String() || !alive {
+		t.Errorf("Scan(ws) in the new pid namespace says %s (Alive %v) for a live leaf whose pid names a zombie outside, want live (true)", state, alive)
+	}
+}

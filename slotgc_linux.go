@@ -17,10 +17,13 @@ import (
 )
 
 // probeScope caches, for one scan, what every probe in it shares: the boot
-// time that /proc start times count from.
+// time that /proc start times count from, and whether /proc shows this
+// process's own pid namespace.
 type probeScope struct {
 	bootTime     time.Time
 	bootTimeRead bool
+	procOurs     bool
+	procChecked  bool
 }
 
 // userHZ is the unit of the start time in /proc/<pid>/stat. USER_HZ is 100
@@ -38,7 +41,15 @@ func modTime(st *syscall.Stat_t) time.Time {
 // threads still run: it shows state Z too, but the process lives on, and
 // its thread count says so. A process whose stat cannot be read (it exited
 // meanwhile, or /proc is mounted with hidepid) counts as alive.
+//
+// A /proc mounted for another pid namespace (after unshare -p without a
+// fresh mount of /proc, as in some containers) describes other processes
+// under the same numbers; where /proc/self does not name this process,
+// /proc is not asked at all and an existing process is alive.
 func inspectExisting(pid int, ps *probeScope) (gone bool, start time.Time) {
+	if !ps.procIsOurs() {
+		return false, time.Time{}
+	}
 	st, err := readProcStat(pid)
 	switch {
 	case err != nil:
@@ -231,6 +242,22 @@ func parseProcStat(line []byte) (procStat, error) {
 		return procStat{}, errProcStat
 	}
 	return procStat{state: state[0], threads: n, startTicks: ticks}, nil
+}
+
+// procIsOurs reports whether /proc shows this process's pid namespace:
+// whether /proc/self names os.Getpid(). It is asked once per scan, and on
+// every call without a scan (ps nil).
+func (ps *probeScope) procIsOurs() bool {
+	if ps != nil && ps.procChecked {
+		return ps.procOurs
+	}
+	var buf [20]byte
+	n, err := syscall.Readlink("/proc/self", buf[:])
+	ours := err == nil && string(buf[:n]) == strconv.Itoa(os.Getpid())
+	if ps != nil {
+		ps.procOurs, ps.procChecked = ours, true
+	}
+	return ours
 }
 
 // boot returns the wall-clock time of boot, read once per scan.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -391,4 +392,61 @@ func init() {
 		lock.release()
 		os.Exit(0)
 	}
+}
+
+func init() {
+	// The pidns-scan helper runs as pid 1 of a pid namespace of its own,
+	// with the /proc of the namespace it came from. SLOTGC_TEST_ARG holds a
+	// pid and a workspace, split by a newline: it starts a sleeper that
+	// gets that pid in the new namespace, names it in the pid file of slot
+	// "inner", scans, and prints the slot's state and the sleeper's pid.
+	if os.Getenv(helperEnv) == "pidns-scan" {
+		if err := pidnsScan(strings.Split(os.Getenv(helperArgEnv), "\n")); err != nil {
+			fmt.Fprintln(os.Stderr, "pidns-scan:", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
+}
+
+func pidnsScan(args []string) error {
+	pid, _ := strconv.Atoi(args[0])
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	// The first start may spend a pid of its own (os/exec probes for
+	// clone's CLONE_PIDFD once with a child), so try again until the
+	// sleeper has the pid.
+	var sleeper *exec.Cmd
+	for range 5 {
+		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(pid-1)), 0o644); err != nil {
+			return err
+		}
+		sleeper = exec.Command(exe, "-test.run=^$")
+		sleeper.Env = append(os.Environ(), helperEnv+"=sleep")
+		if err := sleeper.Start(); err != nil {
+			return err
+		}
+		if sleeper.Process.Pid == pid {
+			break
+		}
+		sleeper.Process.Kill()
+		sleeper.Wait()
+	}
+	defer sleeper.Wait()
+	defer sleeper.Process.Kill()
+	dir := filepath.Join(args[1], SwarmDir, "inner")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, PIDFile), []byte(pidLine(sleeper.Process.Pid)), 0o644); err != nil {
+		return err
+	}
+	statuses, err := Scan(args[1])
+	if err != nil || len(statuses) != 1 {
+		return fmt.Errorf("Scan = %v, %v", statuses, err)
+	}
+	fmt.Println(statuses[0].State, sleeper.Process.Pid, Alive(sleeper.Process.Pid))
+	return nil
 }
