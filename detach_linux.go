@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -247,4 +248,26 @@ func (sw *swarmDir) usesEntry(entry string, pid int) bool {
 	defer syscall.Close(fd)
 	survey, _ := surveyTree(fd, filepath.Join(sw.path, entry))
 	return survey.inodes != nil && survey.uses(files)
+}
+
+// fileClockOffset makes a file in the swarm directory, through its
+// descriptor, and returns how far the time the file system stamped on it
+// is from this clock's reading just before.
+func (sw *swarmDir) fileClockOffset() (time.Duration, error) {
+	name := clockProbeName()
+	before := time.Now().Round(0)
+	fd, err := syscall.Openat(int(sw.fd), name, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return 0, &fs.PathError{Op: "openat", Path: filepath.Join(sw.path, name), Err: err}
+	}
+	defer unlinkat(int(sw.fd), name, 0)
+	defer syscall.Close(fd)
+	if testHookClockProbe != nil {
+		testHookClockProbe(filepath.Join(sw.path, name))
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return 0, err
+	}
+	return modTime(&st).Sub(before), nil
 }

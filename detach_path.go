@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Without openat2, renameat2 and unlinkat in the standard library on every
@@ -112,3 +113,25 @@ func (*pruneGuard) users(*swarmDir, string) ([]Process, error) { return nil, nil
 // usesEntry is false: these systems give no view of the files a process
 // uses.
 func (sw *swarmDir) usesEntry(string, int) bool { return false }
+
+// fileClockOffset makes a file in the swarm directory and returns how far
+// the time the file system stamped on it is from this clock's reading just
+// before.
+func (sw *swarmDir) fileClockOffset() (time.Duration, error) {
+	path := filepath.Join(sw.path, clockProbeName())
+	before := time.Now().Round(0)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(path)
+	defer f.Close()
+	if testHookClockProbe != nil {
+		testHookClockProbe(path)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return info.ModTime().Sub(before), nil
+}

@@ -156,6 +156,12 @@ func SwarmPath(workspaceDir string) string {
 // stranger that reused the pid, whatever the clocks say (see the package
 // doc, Verdicts); that is looked into only when the time rule alone would
 // say Reused.
+//
+// Scan, DeadSlots and LiveSlots only read: they take the pid files' times
+// to be stamped by a clock that agrees with this machine's. On a network
+// or shared file system (NFS, SMB, virtiofs, 9p) the server stamps them,
+// and a server clock more than 5 seconds behind makes live leaves look
+// reused; PruneDead measures that offset before it removes anything.
 func Scan(workspaceDir string) ([]SlotStatus, error) {
 	sw, entries, err := openSwarm(SwarmPath(workspaceDir))
 	if sw == nil {
@@ -173,6 +179,14 @@ type swarmDir struct {
 	path string
 	f    *os.File
 	fd   uintptr
+
+	// checkFileClock asks that no slot be called Reused while the swarm
+	// directory's file system stamps times by a clock that disagrees with
+	// this one; fileClock holds what was measured, once.
+	checkFileClock bool
+	fileClock      struct {
+		measured, agrees bool
+	}
 }
 
 // swarmEntry is an entry of the swarm directory: its name, and whether it
@@ -236,7 +250,7 @@ func (sw *swarmDir) classify(entry string, ps *probeScope) SlotStatus {
 	switch {
 	case gone:
 		state = Gone
-	case reused(start, written) && !sw.usesEntry(entry, pid):
+	case reused(start, written) && !sw.usesEntry(entry, pid) && sw.fileClockAgrees():
 		state = Reused
 	}
 	return SlotStatus{Name: entry, PID: pid, State: state}
@@ -246,6 +260,35 @@ func (sw *swarmDir) classify(entry string, ps *probeScope) SlotStatus {
 func (sw *swarmDir) pidFilePath(entry string) string {
 	return filepath.Join(sw.path, entry, PIDFile)
 }
+
+// fileClockAgrees reports whether the swarm directory's file system stamps
+// file times by a clock within the tolerance of this one, where that is
+// asked for (PruneDead). On a network or shared file system (NFS, SMB,
+// virtiofs, 9p) the server's clock stamps the pid file; one more than 5
+// seconds behind would make every live leaf look reused. The offset is
+// measured once, on a file made and removed in the swarm directory; a
+// failure to measure counts as disagreement.
+func (sw *swarmDir) fileClockAgrees() bool {
+	if !sw.checkFileClock {
+		return true
+	}
+	if !sw.fileClock.measured {
+		offset, err := sw.fileClockOffset()
+		sw.fileClock.measured = true
+		sw.fileClock.agrees = err == nil && offset.Abs() <= startTolerance
+	}
+	return sw.fileClock.agrees
+}
+
+// clockProbeName returns the name of the file that measures the swarm
+// directory's clock: a TrashPrefix name, so no scan takes it for a slot.
+func clockProbeName() string {
+	return TrashPrefix + "clock." + strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(rand.Uint64(), 36)
+}
+
+// testHookClockProbe, when set by a test, is called with the path of the
+// clock probe file right after it is made, before its time is read.
+var testHookClockProbe func(path string)
 
 // DeadSlots returns the names, sorted, of the slots whose pid file is usable
 // and names a process that is gone or whose pid was reused. Slots without a
@@ -298,6 +341,11 @@ func LiveSlots(workspaceDir string) ([]Slot, error) {
 //     orphaned job its dead leaf started, a new leaf that has not written
 //     its pid file yet. Its error wraps ErrInUse and names the processes.
 //     DeadSlots still reports it: its leaf is gone.
+//   - No slot is called Reused, and so removed for that, while the swarm
+//     directory's file system stamps times by a clock more than 5 seconds
+//     off this one's (a file server's): the offset is measured once per
+//     call, on a file made and removed in the swarm directory, when the
+//     time rule first says Reused.
 //   - A tree is removed without following any symlink in it; where the
 //     caller owns a directory it may not write or read (0555, as Go's
 //     module cache leaves them, or 0000), that directory is made usable
@@ -340,6 +388,7 @@ func PruneDead(workspaceDir string) ([]string, error) {
 		return nil, err
 	}
 	defer sw.close()
+	sw.checkFileClock = true
 	statuses, trash := sw.classifyAll(entries)
 	var guard pruneGuard
 	var removed []string

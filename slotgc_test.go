@@ -734,6 +734,49 @@ func TestReusedPID(t *testing.T) {
 	}
 }
 
+// TestFileServerClockBehind stands for a swarm directory on a file server
+// whose clock is an hour behind: it stamps the pid file, and the probe file
+// PruneDead makes, an hour back (the probe through a test hook, right after
+// it is made). A live leaf then looks reused by the time rule; DeadSlots,
+// which measures nothing, says so, but PruneDead must not remove it. Once
+// the server's clock agrees, the same slot is garbage.
+func TestFileServerClockBehind(t *testing.T) {
+	if runtime.GOOS != "linux" && runtime.GOOS != "windows" {
+		t.Skipf("no reuse guard on %s: the standard library gives no process start time there", runtime.GOOS)
+	}
+	ws, swarm := workspace(t)
+	leaf := startChild(t, "sleep").Process.Pid
+	dir := addSlot(t, swarm, "leaf", pidLine(leaf))
+	serverBehind := func(path string) {
+		old := time.Now().Add(-time.Hour)
+		if err := os.Chtimes(path, old, old); err != nil {
+			t.Error(err)
+		}
+	}
+	serverBehind(filepath.Join(dir, PIDFile))
+	if got, err := DeadSlots(ws); !slices.Equal(got, []string{"leaf"}) || err != nil {
+		t.Errorf("DeadSlots(ws) = %v, %v, want [leaf], nil: it assumes the file server's clock agrees", got, err)
+	}
+	testHookClockProbe = serverBehind
+	got, err := PruneDead(ws)
+	testHookClockProbe = nil
+	if got != nil || err != nil {
+		t.Errorf("PruneDead(ws) with the file server's clock an hour behind = %v, %v, want nil, nil", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, PIDFile)); err != nil {
+		t.Fatalf("PruneDead removed the live leaf's slot: %v", err)
+	}
+	if entries, _ := os.ReadDir(swarm); len(entries) != 1 {
+		t.Errorf("swarm holds %v after PruneDead, want the slot alone: the clock probe was left behind", entries)
+	}
+	if removalUntestable(t) {
+		return
+	}
+	if got, err := PruneDead(ws); !slices.Equal(got, []string{"leaf"}) || err != nil {
+		t.Errorf("PruneDead(ws) with the clocks agreeing = %v, %v, want [leaf], nil", got, err)
+	}
+}
+
 func TestSymlinkedSlotSurvives(t *testing.T) {
 	ws, swarm := workspace(t)
 	target := filepath.Join(tempDir(t), "outside")
