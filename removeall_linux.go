@@ -176,8 +176,8 @@ func readTreeEntries(fd int) ([]treeEntry, error) {
 // appendTreeEntries parses the dirent records of buf, read from the
 // directory fd; an entry of unknown type is looked at through fd.
 func appendTreeEntries(entries []treeEntry, buf []byte, fd int) ([]treeEntry, error) {
-	return entries, walkDirents(buf, func(name []byte, ino uint64, typ byte) {
-		e := treeEntry{name: string(name), ino: ino, isDir: typ == dtDir}
+	return entries, walkDirents(buf, func(name string, ino uint64, typ byte) {
+		e := treeEntry{name: name, ino: ino, isDir: typ == dtDir}
 		if typ == dtUnknown {
 			e.isDir = isDirAt(fd, e.name)
 		}
@@ -214,16 +214,21 @@ func surveyTree(fd int, path string) (treeSurvey, error) {
 		return treeSurvey{}, &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
 	s := treeSurvey{dev: dev, inodes: map[uint64]bool{ino: true}}
-	return s, s.walk(fd, path)
+	return s, s.walk(fd, path, true)
 }
 
-func (s *treeSurvey) walk(fd int, path string) error {
+// walk records the tree under fd. The slot's own pid file is left out at
+// the top: every scan opens it for a moment, and one that happens to be
+// reading it does not use the slot.
+func (s *treeSurvey) walk(fd int, path string, top bool) error {
 	entries, err := readTreeEntries(fd)
 	if err != nil {
 		return nil
 	}
 	for _, e := range entries {
-		s.inodes[e.ino] = true
+		if !(top && e.name == PIDFile) {
+			s.inodes[e.ino] = true
+		}
 		if !e.isDir {
 			continue
 		}
@@ -234,7 +239,7 @@ func (s *treeSurvey) walk(fd int, path string) error {
 		case err != nil:
 			continue
 		}
-		err = s.walk(sub, filepath.Join(path, e.name))
+		err = s.walk(sub, filepath.Join(path, e.name), false)
 		syscall.Close(sub)
 		if err != nil {
 			return err

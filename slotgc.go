@@ -640,8 +640,52 @@ func Kill(pid int) bool {
 	case pid == 1 || pid == os.Getpid():
 		return false
 	}
-	return kill(pid)
+	return kill(pid, nil)
 }
+
+// KillSlot ends the leaf of slot s, as LiveSlots found it, and reports
+// whether it is gone; it is Kill made safe against the pid being recycled
+// between the scan and the signal. It reads the slot's pid file again
+// (an error if that fails, or if the file no longer names s.PID: the slot
+// has a new leaf, which is not signalled), opens a handle to the process,
+// and only then checks, on the process behind the handle, that it is the
+// leaf: it started no later than 5 seconds after the pid file was last
+// written, or (Linux) it uses the slot. A stranger that took the pid is
+// never signalled, and the leaf counts as gone. The refusals of Kill (pids
+// 0, -1, 1, the caller) hold here too.
+//
+// The handle is a pidfd on Linux and a process handle on Windows. macOS and
+// the BSDs have neither, nor a start time: there KillSlot signals the pid
+// as Kill does.
+func KillSlot(workspaceDir string, s Slot) (bool, error) {
+	switch {
+	case !validPID(s.PID):
+		return true, nil
+	case s.PID == 1 || s.PID == os.Getpid():
+		return false, nil
+	}
+	path := SwarmPath(workspaceDir)
+	f, err := openDir(path)
+	if err != nil {
+		return false, fmt.Errorf("slotgc: stop slot %q: %w", s.Name, err)
+	}
+	defer f.Close()
+	sw := &swarmDir{path: path, f: f, fd: f.Fd()}
+	pid, written, err := readPIDFile(sw, s.Name)
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("slotgc: stop slot %q: %w", s.Name, err)
+	case pid != s.PID:
+		return false, fmt.Errorf("slotgc: stop slot %q: %w: it names pid %d, not %d", s.Name, ErrPIDFileChanged, pid, s.PID)
+	}
+	return kill(pid, func(start time.Time) bool {
+		return !reused(start, written) || sw.usesEntry(s.Name, pid)
+	}), nil
+}
+
+// ErrPIDFileChanged is KillSlot's cause when the slot's pid file no longer
+// names the pid it was asked to stop.
+var ErrPIDFileChanged = errors.New("the slot's pid file has changed")
 
 // parsePID parses a pid file's content: ASCII whitespace around decimal
 // digits naming a pid from 2 to 2³¹-1.

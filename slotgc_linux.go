@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"syscall"
@@ -114,7 +113,7 @@ func readSwarmEntries(sw *swarmDir) ([]swarmEntry, error) {
 		case n <= 0:
 			return entries, nil
 		}
-		entries, err = appendDirents(entries, buf[:n], sw.path)
+		entries, err = appendDirents(entries, buf[:n], int(sw.fd))
 		if err != nil {
 			return nil, &fs.PathError{Op: "getdents64", Path: sw.path, Err: err}
 		}
@@ -130,15 +129,13 @@ const (
 )
 
 // appendDirents appends the entries of the linux_dirent64 records in buf,
-// read from the directory dir. Where the file system did not record an
-// entry's type (DT_UNKNOWN), lstat(2) tells.
-func appendDirents(entries []swarmEntry, buf []byte, dir string) ([]swarmEntry, error) {
-	err := walkDirents(buf, func(name []byte, _ uint64, typ byte) {
-		e := swarmEntry{name: string(name), isDir: typ == dtDir}
+// read from the open directory dirfd. Where the file system did not record
+// an entry's type (DT_UNKNOWN), the entry is looked at through dirfd.
+func appendDirents(entries []swarmEntry, buf []byte, dirfd int) ([]swarmEntry, error) {
+	err := walkDirents(buf, func(name string, _ uint64, typ byte) {
+		e := swarmEntry{name: name, isDir: typ == dtDir}
 		if typ == dtUnknown {
-			var st syscall.Stat_t
-			err := ignoringEINTR(func() error { return syscall.Lstat(filepath.Join(dir, e.name), &st) })
-			e.isDir = err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR
+			e.isDir = isDirAt(dirfd, name)
 		}
 		entries = append(entries, e)
 	})
@@ -147,8 +144,9 @@ func appendDirents(entries []swarmEntry, buf []byte, dir string) ([]swarmEntry, 
 
 // walkDirents calls each for every linux_dirent64 record in buf
 // (https://man7.org/linux/man-pages/man2/getdents.2.html) but "." and "..",
-// with its name, inode number and type.
-func walkDirents(buf []byte, each func(name []byte, ino uint64, typ byte)) error {
+// with its name, inode number and type. The name is passed as a string, a
+// copy: a slice of buf would make buf escape to the heap through each.
+func walkDirents(buf []byte, each func(name string, ino uint64, typ byte)) error {
 	const (
 		reclenOffset = 16 // after d_ino and d_off, 8 bytes each
 		typeOffset   = 18
@@ -171,7 +169,7 @@ func walkDirents(buf []byte, each func(name []byte, ino uint64, typ byte)) error
 		if len(name) == 0 || string(name) == "." || string(name) == ".." {
 			continue
 		}
-		each(name, binary.NativeEndian.Uint64(record), record[typeOffset])
+		each(string(name), binary.NativeEndian.Uint64(record), record[typeOffset])
 	}
 	return nil
 }
@@ -311,38 +309,81 @@ func syscallBase() uintptr {
 // pidfd_open refuses the id of a thread that does not lead its process,
 // with EINVAL or, on recent kernels, ENOENT
 // (https://man7.org/linux/man-pages/man2/pidfd_open.2.html); kill(2) would
-// signal that thread's whole process, so such an id is left alone. Where
+// signal that thread's whole process, so such an id is left alone. Out of
+// descriptors (EMFILE, ENFILE), kill waits for one to come free, and gives
+// up unsignalled after killGrace rather than signal the bare pid. Where
 // pidfd_open fails for any other reason but ESRCH (Linux before 5.3,
 // seccomp), kill falls back to the bare pid.
-func kill(pid int) bool {
-	fd, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), 0, 0)
+//
+// With isLeaf, the process behind the pidfd is asked about once the pidfd
+// is open: its start time is read from /proc and then, by a null signal
+// through the pidfd, shown to be that of the process still behind it. One
+// that isLeaf rejects is a stranger holding a recycled pid: it is left
+// alone, and the leaf counts as gone.
+func kill(pid int, isLeaf func(start time.Time) bool) bool {
+	fd, errno := openPidfd(pid)
 	switch {
 	case errors.Is(errno, syscall.ESRCH):
 		return true
-	case errors.Is(errno, syscall.EINVAL), errors.Is(errno, syscall.ENOENT):
+	case errors.Is(errno, syscall.EINVAL), errors.Is(errno, syscall.ENOENT),
+		errors.Is(errno, syscall.EMFILE), errors.Is(errno, syscall.ENFILE):
 		return false
 	case errno != 0:
-		return killByPID(pid)
+		return killUnchecked(pid, isLeaf)
 	}
 	// A non-blocking descriptor is one the runtime poller takes, so waiting
 	// parks a goroutine rather than a thread.
 	if err := syscall.SetNonblock(int(fd), true); err != nil {
 		syscall.Close(int(fd))
-		return killByPID(pid)
+		return killUnchecked(pid, isLeaf)
 	}
 	pidfd := os.NewFile(fd, "pidfd")
 	defer pidfd.Close()
-	if gone, _ := inspect(pid, nil); gone {
+	signal := func(sig syscall.Signal) error {
+		if _, _, errno := syscall.Syscall(sysPidfdSendSignal, fd, uintptr(sig), 0); errno != 0 {
+			return errno
+		}
+		return nil
+	}
+	var ps *probeScope
+	if isLeaf != nil {
+		ps = new(probeScope)
+	}
+	gone, start := inspect(pid, ps)
+	switch {
+	case gone:
+		return true
+	case isLeaf != nil && errors.Is(signal(0), syscall.ESRCH):
+		return true // exited since: the start time read may be another's
+	case isLeaf != nil && !isLeaf(start):
 		return true
 	}
-	return escalate(
-		func(sig syscall.Signal) error {
-			if _, _, errno := syscall.Syscall(sysPidfdSendSignal, fd, uintptr(sig), 0); errno != 0 {
-				return errno
-			}
-			return nil
-		},
-		func(limit time.Duration) bool { return waitReadable(pidfd, limit) })
+	return escalate(signal, func(limit time.Duration) bool { return waitReadable(pidfd, limit) })
+}
+
+// openPidfd opens a pidfd for pid, waiting with a backoff, up to
+// killGrace, while the process or the system is out of descriptors.
+func openPidfd(pid int) (uintptr, syscall.Errno) {
+	var fd uintptr
+	var errno syscall.Errno
+	pollUntil(func() bool {
+		fd, _, errno = syscall.Syscall(sysPidfdOpen, uintptr(pid), 0, 0)
+		return errno != syscall.EMFILE && errno != syscall.ENFILE
+	}, killGrace)
+	return fd, errno
+}
+
+// killUnchecked is killByPID after asking isLeaf, if given, about the
+// process's start time: without a pidfd the pid could be recycled between
+// the two.
+func killUnchecked(pid int, isLeaf func(start time.Time) bool) bool {
+	if isLeaf != nil {
+		var ps probeScope
+		if gone, start := inspect(pid, &ps); gone || !isLeaf(start) {
+			return true
+		}
+	}
+	return killByPID(pid)
 }
 
 // waitReadable reports whether pidfd became readable, which it does once

@@ -271,13 +271,18 @@ func TestAppendDirents(t *testing.T) {
 		dirent("a", 4), dirent("file", 8), dirent("link", 10),
 		dirent("unknown-dir", 0), dirent("unknown-missing", 0),
 	)
-	got, err := appendDirents(nil, records, dir)
+	fd, err := syscall.Open(dir, dirFlags, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	got, err := appendDirents(nil, records, fd)
 	want := []swarmEntry{{"a", true}, {"file", false}, {"link", false}, {"unknown-dir", true}, {"unknown-missing", false}}
 	if !slices.Equal(got, want) || err != nil {
 		t.Errorf("appendDirents = %v, %v, want %v, nil", got, err, want)
 	}
 	for _, bad := range [][]byte{records[:10], append(dirent("a", 4), 1, 2, 3)} {
-		if _, err := appendDirents(nil, bad, dir); !errors.Is(err, errDirent) {
+		if _, err := appendDirents(nil, bad, fd); !errors.Is(err, errDirent) {
 			t.Errorf("appendDirents(%q) error %v, want %v", bad, err, errDirent)
 		}
 	}
@@ -287,9 +292,13 @@ func FuzzAppendDirents(f *testing.F) {
 	f.Add(slices.Concat(dirent(".", 4), dirent("slot", 4), dirent("f", 8)))
 	f.Add(dirent("x", 0))
 	f.Add([]byte{})
-	dir := f.TempDir()
+	fd, err := syscall.Open(f.TempDir(), dirFlags, 0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { syscall.Close(fd) })
 	f.Fuzz(func(t *testing.T, buf []byte) {
-		entries, err := appendDirents(nil, buf, dir)
+		entries, err := appendDirents(nil, buf, fd)
 		if err != nil {
 			return
 		}
@@ -307,7 +316,7 @@ func FuzzAppendDirents(f *testing.F) {
 			}
 			again = append(again, dirent(e.name, typ)...)
 		}
-		if got, err := appendDirents(nil, again, dir); !slices.Equal(got, entries) || err != nil {
+		if got, err := appendDirents(nil, again, fd); !slices.Equal(got, entries) || err != nil {
 			t.Fatalf("round trip of %q: %v, %v, want %v", buf, got, err, entries)
 		}
 	})

@@ -34,8 +34,9 @@ func openPIDFile(sw *swarmDir, entry string) (fd int, err error) {
 	return fd, err
 }
 
-// kill has no process handle to signal through here; see killByPID.
-func kill(pid int) bool { return killByPID(pid) }
+// kill has no process handle to signal through here, and no start time to
+// give isLeaf; see killByPID.
+func kill(pid int, _ func(start time.Time) bool) bool { return killByPID(pid) }
 
 // lockDir opens the directory at path without following a symlink and
 // takes flock(2) on it, so that no other PruneDead, in this process or

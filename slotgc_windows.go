@@ -110,15 +110,28 @@ func inspect(pid int, ps *probeScope) (gone bool, start time.Time) {
 }
 
 // kill terminates the process through one handle opened at the start, so a
-// pid recycled meanwhile is never touched, and waits on that handle.
-func kill(pid int) bool {
-	h, err := syscall.OpenProcess(syscall.PROCESS_TERMINATE|syscall.SYNCHRONIZE, false, uint32(pid))
+// pid recycled meanwhile is never touched, and waits on that handle. With
+// isLeaf, the creation time of the process behind the handle is asked
+// about first; one isLeaf rejects is a stranger holding a recycled pid: it
+// is left alone, and the leaf counts as gone.
+func kill(pid int, isLeaf func(start time.Time) bool) bool {
+	h, err := syscall.OpenProcess(syscall.PROCESS_TERMINATE|syscall.SYNCHRONIZE|processQueryLimitedInformation, false, uint32(pid))
 	if err != nil {
 		return errors.Is(err, errorInvalidParameter)
 	}
 	defer syscall.CloseHandle(h)
 	if exited(h, 0) {
 		return true
+	}
+	if isLeaf != nil {
+		var created, exitTime, kernelTime, userTime syscall.Filetime
+		var start time.Time
+		if syscall.GetProcessTimes(h, &created, &exitTime, &kernelTime, &userTime) == nil {
+			start = time.Unix(0, created.Nanoseconds())
+		}
+		if !isLeaf(start) {
+			return true
+		}
 	}
 	if err := syscall.TerminateProcess(h, 1); err != nil {
 		// Terminating a process that is already exiting is refused.

@@ -13,7 +13,8 @@ import (
 // in the slot's tree, or it holds a file of the tree open. An open
 // directory does not count: directories are held open only while something
 // walks a tree, and every PruneDead holds the tree it works on so; counting
-// them would have concurrent PruneDead calls keep each other's slots. That is read
+// them would have concurrent PruneDead calls keep each other's slots. Nor
+// does the slot's pid file, which every scan opens for a moment. That is read
 // from /proc/<pid>/cwd, /root and /fd/*, which stat(2) follows to the very
 // file even for a process in another mount namespace, whose paths mean
 // nothing here; so files are compared by device and inode, never by path.

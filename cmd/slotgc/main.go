@@ -474,6 +474,9 @@ func keptReason(before []slotgc.SlotStatus, name string, pruneErr error) string 
 	return "another prune is at work on it"
 }
 
+// maxStopping bounds how many leaves down stops at the same time.
+const maxStopping = 64
+
 // leafJSON is one live leaf in the JSON output of down.
 type leafJSON struct {
 	Name    string `json:"name"`
@@ -490,16 +493,29 @@ func (c cli) down(dryRun bool) int {
 		return c.fail(err)
 	}
 	stopped := make([]bool, len(live))
+	errs := make([]error, len(live))
 	if !dryRun {
+		// All at once, but no more than maxStopping: each stop holds a
+		// process handle (a pidfd) while it waits.
 		var wg sync.WaitGroup
+		slots := make(chan struct{}, maxStopping)
 		for i, s := range live {
-			wg.Go(func() { stopped[i] = slotgc.Kill(s.PID) })
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				stopped[i], errs[i] = slotgc.KillSlot(c.workspace, s)
+			})
 		}
 		wg.Wait()
 	}
 	code := exitOK
 	for i, s := range live {
-		if !dryRun && !stopped[i] {
+		switch {
+		case dryRun || stopped[i]:
+		case errs[i] != nil:
+			c.report(errs[i])
+			code = exitSlotFailed
+		default:
 			fmt.Fprintf(c.stderr, "slotgc: could not stop the leaf of slot %q (pid %d)\n", s.Name, s.PID)
 			code = exitSlotFailed
 		}

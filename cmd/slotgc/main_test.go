@@ -399,7 +399,7 @@ func TestStateDirEnv(t *testing.T) {
 	}
 
 	r := runSlotgc(t, "-C", ws, "status")
-	wantStatus := fmt.Sprintf("swarm directory %s\nSLOT  PID    STATE\n", swarm)
+	wantStatus := fmt.Sprintf("swarm directory %s\nSLOT ", swarm)
 	if r.code != 0 || !strings.HasPrefix(r.stdout, wantStatus) || !strings.Contains(r.stdout, "2 slots: 1 live, 1 dead") {
 		t.Errorf("slotgc status = %+v, want it to start %q and count 1 live and 1 dead", r, wantStatus)
 	}
