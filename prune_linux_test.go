@@ -3,6 +3,7 @@
 package slotgc
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -384,5 +385,62 @@ func TestScanInAnotherPidNamespace(t *testing.T) {
 	}
 	if state != Live.String() || !alive {
 		t.Errorf("Scan(ws) in the new pid namespace says %s (Alive %v) for a live leaf whose pid names a zombie outside, want live (true)", state, alive)
+	}
+}
+
+// TestKillSlotRecycledPID stops a slot whose leaf exited after LiveSlots
+// saw it, its pid since given to a stranger: KillSlot must not signal the
+// stranger, and reports the leaf gone.
+func TestKillSlotRecycledPID(t *testing.T) {
+	needRoot(t)
+	ws, swarm := workspace(t)
+	slot := addSlot(t, swarm, "leaf", noPIDFile)
+	mkdirs(t, filepath.Join(slot, "wt"))
+	cmd := helperCmd(t, testBinary(t), "sleep")
+	cmd.Dir = filepath.Join(slot, "wt")
+	leaf := startHelper(t, cmd, "sleep")
+	pid := leaf.Process.Pid
+	// Written an hour before the leaf started, by the clocks: only its
+	// working in the slot keeps it live, and a stranger cannot pass so.
+	writeFile(t, filepath.Join(slot, PIDFile), pidLine(pid))
+	backdate(t, slot)
+	if got, err := LiveSlots(ws); !slices.Equal(got, []Slot{{"leaf", pid}}) || err != nil {
+		t.Fatalf("setup: LiveSlots(ws) = %v, %v, want [{leaf %d}]", got, err, pid)
+	}
+
+	leaf.Process.Kill()
+	leaf.Wait()
+	stranger := startChildWithPID(t, pid)
+	if gone, err := KillSlot(ws, Slot{"leaf", pid}); !gone || err != nil {
+		t.Errorf("KillSlot(ws, {leaf %d}) = %v, %v, want true, nil: the leaf is gone", pid, gone, err)
+	}
+	if err := stranger.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("KillSlot signalled the stranger that took the leaf's pid: %v", err)
+	}
+	if st, err := readProcStat(pid); err != nil || st.state == 'Z' {
+		t.Errorf("the stranger with pid %d is dead: %+v, %v", pid, st, err)
+	}
+}
+
+// TestKillOutOfDescriptors calls Kill in a process that can open no more
+// file descriptors, so no pidfd: Kill must give up rather than signal the
+// bare pid, which might be recycled.
+func TestKillOutOfDescriptors(t *testing.T) {
+	target := startChild(t, "sleep")
+	cmd := helperCmd(t, testBinary(t), "call", "Kill", strconv.Itoa(target.Process.Pid))
+	cmd.Env = append(cmd.Env, exhaustFDsEnv+"=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("Kill out of descriptors: %v", err)
+	}
+	var r callResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("Kill out of descriptors printed %q: %v", out, err)
+	}
+	if r.Bool {
+		t.Errorf("Kill(%d) out of descriptors = true, want false: no pidfd could be had", target.Process.Pid)
+	}
+	if st, err := readProcStat(target.Process.Pid); err != nil || st.state == 'Z' {
+		t.Errorf("Kill out of descriptors signalled the bare pid: the target is %+v, %v", st, err)
 	}
 }

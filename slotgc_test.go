@@ -31,6 +31,10 @@ var removalBroken string
 // running tests; see TestMain.
 const helperEnv = "SLOTGC_TEST_HELPER"
 
+// exhaustFDsEnv, set to 1, has a "call" helper use up its file descriptors
+// before it calls Kill.
+const exhaustFDsEnv = "SLOTGC_TEST_EXHAUST_FDS"
+
 // helperArgEnv passes a helper mode its argument.
 const helperArgEnv = "SLOTGC_TEST_ARG"
 
@@ -122,6 +126,9 @@ func runCall(call, arg string) int {
 		r.Bool = Alive(pid)
 	case "Kill":
 		pid, _ := strconv.Atoi(arg)
+		if os.Getenv(exhaustFDsEnv) == "1" {
+			exhaustDescriptors()
+		}
 		r.Bool = Kill(pid)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown call", call)
@@ -1042,6 +1049,30 @@ func TestKill(t *testing.T) {
 			t.Errorf("Alive(%d) = true after Kill", cmd.Process.Pid)
 		}
 	})
+}
+
+// TestKillSlot stops a slot's live leaf, and refuses when the pid file no
+// longer names the pid asked for.
+func TestKillSlot(t *testing.T) {
+	ws, swarm := workspace(t)
+	leaf := startChild(t, "sleep")
+	pid := leaf.Process.Pid
+	addSlot(t, swarm, "leaf", pidLine(pid))
+	if gone, err := KillSlot(ws, Slot{"leaf", pid + 1}); gone || !errors.Is(err, ErrPIDFileChanged) {
+		t.Errorf("KillSlot(ws, {leaf %d}) = %v, %v, want false and %v", pid+1, gone, err, ErrPIDFileChanged)
+	}
+	if !Alive(pid) {
+		t.Fatal("KillSlot of a pid the slot does not name stopped the leaf")
+	}
+	if gone, err := KillSlot(ws, Slot{"leaf", pid}); !gone || err != nil {
+		t.Errorf("KillSlot(ws, {leaf %d}) = %v, %v, want true, nil", pid, gone, err)
+	}
+	if err := leaf.Wait(); err == nil || !killedPolitely(leaf.ProcessState) {
+		t.Errorf("the leaf ended with %v, want the polite request", err)
+	}
+	if gone, err := KillSlot(ws, Slot{"missing", pid}); gone || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("KillSlot(ws, {missing %d}) = %v, %v, want false and an error wrapping fs.ErrNotExist", pid, gone, err)
+	}
 }
 
 // TestRestore puts back a slot that came back to life after PruneDead

@@ -364,3 +364,18 @@ func TestKillByPID(t *testing.T) {
 		t.Errorf("killByPID(%d) = false for a reaped child, want true", pid)
 	}
 }
+
+// exhaustDescriptors opens /dev/null until the process may open no more
+// file descriptors, under a lowered limit so that it takes few.
+func exhaustDescriptors() {
+	// The runtime's poller takes a descriptor of its own the first time a
+	// timer is set; let it have it first.
+	time.Sleep(time.Millisecond)
+	const limit = 64
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: limit, Max: limit})
+	for {
+		if _, err := syscall.Open(os.DevNull, syscall.O_RDONLY, 0); err != nil {
+			return
+		}
+	}
+}
