@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // mount mounts source on target (a tmpfs when fstype is "tmpfs", a bind
@@ -443,4 +445,107 @@ func TestKillOutOfDescriptors(t *testing.T) {
 	if st, err := readProcStat(target.Process.Pid); err != nil || st.state == 'Z' {
 		t.Errorf("Kill out of descriptors signalled the bare pid: the target is %+v, %v", st, err)
 	}
+}
+
+// TestSymlinkSwapSteersNothing runs PruneDead as root while the workspace's
+// owner, uid 65534, swaps the swarm directory for a symlink to a directory
+// of root's, whose entries are named like the dead slots, and back, again
+// and again. inotify watches the outside directory: nothing in it may be
+// renamed, removed or made.
+func TestSymlinkSwapSteersNothing(t *testing.T) {
+	needRoot(t)
+	skipIfRemovalBroken(t)
+	ws, swarm := workspace(t)
+	openToAll(t, ws)
+	for _, dir := range []string{filepath.Dir(swarm), swarm} {
+		if err := os.Chown(dir, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const slots = 100
+	dead := pidLine(deadPID(t))
+	outside := tempDir(t)
+	inotify, err := syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(inotify)
+	const changes = syscall.IN_MOVED_FROM | syscall.IN_MOVED_TO | syscall.IN_DELETE | syscall.IN_CREATE |
+		syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF | syscall.IN_ATTRIB | syscall.IN_MODIFY
+	watch := func(dir string) {
+		if _, err := syscall.InotifyAddWatch(inotify, dir, changes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range slots {
+		dir := filepath.Join(outside, fmt.Sprintf("slot-%03d", i))
+		mkdirs(t, dir)
+		writeFile(t, filepath.Join(dir, "precious"), "root's")
+		watch(dir)
+	}
+	watch(outside)
+	// The real swarm directory, held open by the test so that it can lay
+	// dead slots in it again whatever its name is at the moment.
+	real, err := os.OpenRoot(swarm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer real.Close()
+	addDeadSlots := func() {
+		for i := range slots {
+			name := fmt.Sprintf("slot-%03d", i)
+			if err := real.Mkdir(name, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				t.Fatal(err)
+			}
+			if err := real.WriteFile(filepath.Join(name, PIDFile), []byte(dead), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	swapper := nobodyCmd(t, "swap")
+	swapper.Env = append(swapper.Env, helperArgEnv+"="+swarm+"\n"+outside)
+	startHelper(t, swapper, "swap")
+	const rounds = 30
+	removed := 0
+	for range rounds {
+		addDeadSlots()
+		got, _ := PruneDead(ws)
+		removed += len(got)
+	}
+	swapper.Process.Kill()
+	swapper.Wait()
+	if info, err := os.Lstat(swarm); err == nil && info.Mode()&fs.ModeSymlink != 0 {
+		os.Remove(swarm)
+		os.Rename(swarm+".real", swarm)
+	}
+
+	var events [4096]byte
+	if n, err := syscall.Read(inotify, events[:]); n > 0 {
+		t.Errorf("PruneDead changed the directory outside the workspace: %s", describeInotify(events[:n]))
+	} else if !errors.Is(err, syscall.EAGAIN) {
+		t.Errorf("reading inotify: %v", err)
+	}
+	for i := range slots {
+		if _, err := os.Stat(filepath.Join(outside, fmt.Sprintf("slot-%03d", i), "precious")); err != nil {
+			t.Errorf("outside entry lost: %v", err)
+		}
+	}
+	if removed == 0 {
+		t.Errorf("PruneDead removed no slot in %d rounds: the swap kept it from the real swarm directory all along, so the test tested nothing", rounds)
+	}
+	t.Logf("%d dead slots removed over %d rounds while the swarm directory was swapped", removed, rounds)
+}
+
+// describeInotify lists the events of inotify records: mask and name.
+func describeInotify(buf []byte) string {
+	var out []string
+	for len(buf) >= syscall.SizeofInotifyEvent {
+		ev := (*syscall.InotifyEvent)(unsafe.Pointer(&buf[0]))
+		end := syscall.SizeofInotifyEvent + int(ev.Len)
+		name := strings.TrimRight(string(buf[syscall.SizeofInotifyEvent:end]), "\x00")
+		out = append(out, fmt.Sprintf("%#x %s", ev.Mask, name))
+		buf = buf[end:]
+	}
+	return strings.Join(out, ", ")
 }

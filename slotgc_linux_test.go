@@ -459,3 +459,27 @@ func pidnsScan(args []string) error {
 	fmt.Println(statuses[0].State, sleeper.Process.Pid, Alive(sleeper.Process.Pid))
 	return nil
 }
+
+func init() {
+	// The swap helper swaps the swarm directory (SLOTGC_TEST_ARG's first
+	// path) for a symlink to another directory (the second) and back, over
+	// and over, saying "ready" after the first swap, until killed.
+	if os.Getenv(helperEnv) == "swap" {
+		args := strings.Split(os.Getenv(helperArgEnv), "\n")
+		swarm, outside := args[0], args[1]
+		for i := 0; ; i++ {
+			os.Rename(swarm, swarm+".real")
+			os.Symlink(outside, swarm)
+			if i == 0 {
+				fmt.Println("ready")
+			}
+			time.Sleep(swapPause)
+			os.Remove(swarm)
+			os.Rename(swarm+".real", swarm)
+			time.Sleep(swapPause)
+		}
+	}
+}
+
+// swapPause is how long the swap helper leaves each of the two in place.
+const swapPause = 50 * time.Microsecond

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -172,6 +173,22 @@ func TestKillEscalates(t *testing.T) {
 // 65534 and returns its result. Only root can do that: see needRoot.
 func asNobody(t *testing.T, call, arg string) callResult {
 	t.Helper()
+	cmd := nobodyCmd(t, "call", call, arg)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s(%s) as uid %d: %v", call, arg, nobody, err)
+	}
+	var r callResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("%s(%s) as uid %d printed %q: %v", call, arg, nobody, out, err)
+	}
+	return r
+}
+
+// nobodyCmd returns a helper command in mode that runs a copy of the test
+// binary as uid and gid 65534.
+func nobodyCmd(t *testing.T, mode string, args ...string) *exec.Cmd {
+	t.Helper()
 	// go test builds its binary in a 0700 directory nobody cannot enter.
 	dir, err := os.MkdirTemp("", "slotgc-nobody-")
 	if err != nil {
@@ -197,17 +214,9 @@ func asNobody(t *testing.T, call, arg string) callResult {
 	if err := dst.Close(); err != nil {
 		t.Fatal(err)
 	}
-	cmd := helperCmd(t, exe, "call", call, arg)
+	cmd := helperCmd(t, exe, mode, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s(%s) as uid %d: %v", call, arg, nobody, err)
-	}
-	var r callResult
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("%s(%s) as uid %d printed %q: %v", call, arg, nobody, out, err)
-	}
-	return r
+	return cmd
 }
 
 // openToAll makes the path and its parents up to the root searchable by
