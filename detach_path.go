@@ -12,9 +12,11 @@ import (
 
 // Without openat2, renameat2 and unlinkat in the standard library on every
 // one of these systems, PruneDead resolves paths below the swarm directory
-// again for each step, and removes a tree with os.RemoveAll, which opens
-// each directory relative to its parent and never follows a symlink or, on
-// Windows, a junction (see os/removeall_at.go).
+// again for each step. It removes a tree with a walk of its own rather than
+// os.RemoveAll, which, on Windows, opens a directory it could not delete
+// as a file by following it (os/removeall_at.go, rootOpenDir): through a
+// junction into its target. The walk removes every symlink, junction and
+// other reparse point as a link, and never descends into one.
 
 // pruneGuard is empty: nothing is shared between the slots of one call.
 type pruneGuard struct{}
@@ -44,6 +46,9 @@ func (sw *swarmDir) lockEntry(name string) (*entryLock, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Windows reads a file's identity lazily, by the path it was found at,
+	// which the rename that detaches the tree takes away: read it now.
+	os.SameFile(info, info)
 	return &entryLock{info: info, unlock: unlock}, nil
 }
 
@@ -57,7 +62,7 @@ func (l *entryLock) is(sw *swarmDir, name string) bool {
 }
 
 func (sw *swarmDir) renameEntry(from, to string) error {
-	return os.Rename(filepath.Join(sw.path, from), filepath.Join(sw.path, to))
+	return renameDir(filepath.Join(sw.path, from), filepath.Join(sw.path, to))
 }
 
 // restoreEntry renames a detached tree back to its slot name unless the
@@ -95,15 +100,44 @@ func (guard *pruneGuard) check(sw *swarmDir, _ *entryLock, name string) error {
 	return err
 }
 
-// removeLocked removes the tree at name. Where the caller lacks permission
-// on directories it owns, it makes them usable and tries once more.
-func (sw *swarmDir) removeLocked(_ *entryLock, name string) error {
-	path := filepath.Join(sw.path, name)
-	err := os.RemoveAll(path)
-	if errors.Is(err, fs.ErrPermission) && makeTreeUsable(path) {
-		err = os.RemoveAll(path)
+// removeLocked removes the tree at name.
+func (sw *swarmDir) removeLocked(l *entryLock, name string) error {
+	return removeTree(filepath.Join(sw.path, name), l.info)
+}
+
+// removeTree removes the tree at path, depth first. A symlink, junction or
+// other reparse point is removed as a link and never descended into; a
+// directory on another device than top (the tree's top directory) is a
+// mount point, and refused with everything above it. A directory the
+// caller owns but may not read or write is made usable first.
+func removeTree(path string, top fs.FileInfo) error {
+	info, err := os.Lstat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
 	}
-	return err
+	if info.IsDir() && info.Mode()&(fs.ModeSymlink|fs.ModeIrregular) == 0 {
+		if !sameDevice(info, top) {
+			return mountInsideError([]string{path})
+		}
+		makeDirUsable(path, info)
+		entries, err := os.ReadDir(path)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, e := range entries {
+			if err := removeTree(filepath.Join(path, e.Name()), top); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+	}
+	return os.Remove(path)
 }
 
 // users finds none: these systems give no view of the files a process

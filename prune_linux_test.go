@@ -158,7 +158,6 @@ func backdate(t *testing.T, slotDir string) {
 // TestClockStepEvidence: leaves whose pid files look written an hour
 // before they started stay live while they use their slot.
 func TestClockStepEvidence(t *testing.T) {
-	skipIfRemovalBroken(t)
 	ws, swarm := workspace(t)
 
 	cwdSlot := addSlot(t, swarm, "works-in-slot", noPIDFile)
@@ -201,7 +200,6 @@ func TestClockStepEvidence(t *testing.T) {
 // TestPruneKeepsSlotInUse: a dead slot that another process works in is
 // reported dead but not removed, until that process is gone.
 func TestPruneKeepsSlotInUse(t *testing.T) {
-	skipIfRemovalBroken(t)
 	ws, swarm := workspace(t)
 	slot := addSlot(t, swarm, "orphaned-job", pidLine(deadPID(t)))
 	mkdirs(t, filepath.Join(slot, "wt"))
@@ -327,7 +325,6 @@ func startChildWithPID(t *testing.T, pid int) *exec.Cmd {
 // leftover all the same, and leave it alone while its pruner runs.
 func TestLeftoverOfCrashedPruner(t *testing.T) {
 	needRoot(t)
-	skipIfRemovalBroken(t)
 	ws, swarm := workspace(t)
 	addSlot(t, swarm, "dead", pidLine(deadPID(t)))
 	cmd := helperCmd(t, testBinary(t), "detach")
@@ -454,7 +451,6 @@ func TestKillOutOfDescriptors(t *testing.T) {
 // renamed, removed or made.
 func TestSymlinkSwapSteersNothing(t *testing.T) {
 	needRoot(t)
-	skipIfRemovalBroken(t)
 	ws, swarm := workspace(t)
 	openToAll(t, ws)
 	for _, dir := range []string{filepath.Dir(swarm), swarm} {

@@ -378,16 +378,24 @@ func LiveSlots(workspaceDir string) ([]Slot, error) {
 //     processes use a directory, so that guard is absent.
 //   - Windows: a directory some process holds open (as its working
 //     directory, or a file in it opened without FILE_SHARE_DELETE) cannot
-//     be renamed, so such a slot fails and stays whole; junctions and
-//     symlinks in a tree are removed as links, never followed. Tree locks
-//     hold within one process only; across processes a trash entry whose
-//     pruner's pid is alive is left alone.
+//     be renamed (tried again for 200ms, as a scan holds a pid file open
+//     for a moment), so such a slot fails with ErrInUse and stays whole;
+//     junctions and
+//     symlinks in a tree are removed as links, never followed. PruneDead
+//     calls on one swarm directory take turns, holding a file there,
+//     TrashPrefix+"lock", open with no sharing: Windows has no lock on a
+//     directory that dies with its holder.
 func PruneDead(workspaceDir string) ([]string, error) {
 	sw, entries, err := openSwarm(SwarmPath(workspaceDir))
 	if sw == nil {
 		return nil, err
 	}
 	defer sw.close()
+	unlock, err := sw.lockForPrune()
+	if err != nil {
+		return nil, fmt.Errorf("slotgc: prune: %w", err)
+	}
+	defer unlock()
 	sw.checkFileClock = true
 	statuses, trash := sw.classifyAll(entries)
 	var guard pruneGuard
@@ -513,6 +521,9 @@ func (sw *swarmDir) prune(slot string, guard *pruneGuard) (bool, error) {
 		return false, nil
 	}
 	if err := guard.check(sw, lock, slot); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil // removed under the check by a PruneDead that could not be locked out
+		}
 		return false, err
 	}
 	trashName := TrashPrefix + strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(rand.Uint64(), 36)
@@ -756,4 +767,24 @@ func parsePIDContent(content []byte) (int, error) {
 		return 0, errTooLarge
 	}
 	return parsePID(content)
+}
+
+// pollUntil calls done with a backoff from 100µs up to 5ms until it
+// returns true or limit has passed, and reports whether it returned true.
+func pollUntil(done func() bool, limit time.Duration) bool {
+	const (
+		firstPause = 100 * time.Microsecond
+		maxPause   = 5 * time.Millisecond
+	)
+	deadline := time.Now().Add(limit)
+	for pause := firstPause; ; pause = min(2*pause, maxPause) {
+		if done() {
+			return true
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		time.Sleep(min(pause, left))
+	}
 }

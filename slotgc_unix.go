@@ -142,22 +142,6 @@ func escalate(signal func(syscall.Signal) error, exited func(time.Duration) bool
 	return false
 }
 
-// pollUntil calls done with a backoff from 100µs up to 5ms until it
-// returns true or limit has passed, and reports whether it returned true.
-func pollUntil(done func() bool, limit time.Duration) bool {
-	const (
-		firstPause = 100 * time.Microsecond
-		maxPause   = 5 * time.Millisecond
-	)
-	deadline := time.Now().Add(limit)
-	for pause := firstPause; ; pause = min(2*pause, maxPause) {
-		if done() {
-			return true
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return false
-		}
-		time.Sleep(min(pause, left))
-	}
-}
+// lockForPrune has nothing to do: each slot is locked on its own (flock on
+// its directory), so PruneDead calls work side by side.
+func (sw *swarmDir) lockForPrune() (unlock func(), err error) { return func() {}, nil }

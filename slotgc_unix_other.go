@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -67,25 +66,16 @@ func sameDevice(a, b fs.FileInfo) bool {
 	return !okA || !okB || sa.Dev == sb.Dev
 }
 
-// makeTreeUsable gives the caller read, write and search permission on
-// every directory of the tree at top that it owns and lacks them on, and
-// reports whether it changed any. Directories are changed before they are
-// read, so a 0000 one can then be entered; symlinks are never followed.
-func makeTreeUsable(top string) bool {
-	changed := false
-	filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		info, err := os.Lstat(path)
-		if err != nil || !info.IsDir() {
-			return nil
-		}
-		st, ok := info.Sys().(*syscall.Stat_t)
-		if ok && int(st.Uid) == os.Geteuid() && info.Mode().Perm()&0o700 != 0o700 {
-			changed = os.Chmod(path, info.Mode().Perm()|0o700) == nil || changed
-		}
-		return nil
-	})
-	return changed
+// makeDirUsable gives the caller read, write and search permission on the
+// directory at path, whose Lstat info is info, if the caller owns it and
+// lacks them, as `go clean -modcache` does for Go's read-only module
+// cache. Another user's directory is left as it is.
+func makeDirUsable(path string, info fs.FileInfo) {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if ok && int(st.Uid) == os.Geteuid() && info.Mode().Perm()&0o700 != 0o700 {
+		os.Chmod(path, info.Mode().Perm()|0o700)
+	}
 }
+
+// renameDir renames a directory.
+func renameDir(from, to string) error { return os.Rename(from, to) }

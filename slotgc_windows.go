@@ -8,8 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"strings"
-	"sync"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -147,38 +146,77 @@ func exited(h syscall.Handle, limit time.Duration) bool {
 	return err == nil && event == syscall.WAIT_OBJECT_0
 }
 
-// lockedDirs holds the paths this process's PruneDead calls are at work on.
-var lockedDirs sync.Map
-
-// lockDir keeps the directory at path from other PruneDead calls of this
-// process; the standard library has no lock that spans processes here. A
-// trash entry whose pruner, by the pid in its name, is alive counts as
-// held by it, since its pid alone cannot tell a pruner from a stranger
-// that reused the pid.
-func lockDir(path, name string) (unlock func(), err error) {
-	if strings.HasPrefix(name, TrashPrefix) && trashOwnerAlive(name) {
-		return nil, errBusy
+// lockForPrune makes PruneDead calls on one swarm directory take turns,
+// in this process and across processes: the standard library has no lock
+// on a directory here that dies with its holder, so the call holds a file
+// of the swarm directory, TrashPrefix + "lock", open with no sharing at all
+// (share mode 0), which Windows grants to one handle at a time and takes
+// back when its process ends
+// (https://learn.microsoft.com/windows/win32/fileio/creating-and-opening-files).
+// The file is deleted when the handle closes, so it outlives no call; one
+// that another call is closing, and so about to delete, refuses access
+// until it is gone. A call waits for its turn up to pruneTurnWait.
+func (sw *swarmDir) lockForPrune() (unlock func(), err error) {
+	path := filepath.Join(sw.path, TrashPrefix+"lock")
+	name, err := syscall.UTF16PtrFromString(path)
+	if err != nil {
+		return nil, err
 	}
-	if _, held := lockedDirs.LoadOrStore(path, true); held {
-		return nil, errBusy
+	var h syscall.Handle
+	pollUntil(func() bool {
+		h, err = syscall.CreateFile(name, syscall.GENERIC_READ|deleteAccess, 0, nil, syscall.OPEN_ALWAYS,
+			syscall.FILE_ATTRIBUTE_NORMAL|fileFlagDeleteOnClose, 0)
+		return !errors.Is(err, errorSharingViolation) && !errors.Is(err, fs.ErrPermission)
+	}, pruneTurnWait)
+	if err != nil {
+		return nil, &fs.PathError{Op: "lock", Path: path, Err: err}
 	}
-	return func() { lockedDirs.Delete(path) }, nil
+	return func() { syscall.CloseHandle(h) }, nil
 }
 
-// trashOwnerAlive reports whether the PruneDead whose pid the trash
-// entry's name holds is still running, judged by the pid alone.
-func trashOwnerAlive(name string) bool {
-	var pid int
-	if _, err := fmt.Sscanf(name, TrashPrefix+"%d.", &pid); err != nil {
-		return false
-	}
-	return pid != os.Getpid() && Alive(pid)
-}
+// The access right to delete a file, and the flag that deletes it when its
+// last handle closes.
+const (
+	deleteAccess          = 0x00010000
+	fileFlagDeleteOnClose = 0x04000000
+)
+
+// pruneTurnWait bounds how long PruneDead waits for another call on the
+// same swarm directory to finish.
+const pruneTurnWait = time.Minute
+
+// lockDir has nothing to do: lockForPrune keeps every other PruneDead out
+// of the whole swarm directory.
+func lockDir(string, string) (unlock func(), err error) { return func() {}, nil }
 
 // sameDevice is true: a mount inside a tree on Windows is a junction or a
-// mounted folder, a reparse point that os.RemoveAll removes as a link.
+// mounted folder, a reparse point that removeTree removes as a link.
 func sameDevice(_, _ fs.FileInfo) bool { return true }
 
-// makeTreeUsable changes nothing: Windows has no owner permission bits
-// that would keep the owner from removing a directory's entries.
-func makeTreeUsable(string) bool { return false }
+// makeDirUsable does nothing: Windows has no owner permission bits that
+// would keep the owner from removing a directory's entries.
+func makeDirUsable(string, fs.FileInfo) {}
+
+// errorSharingViolation is the answer to a rename of a directory while some
+// process has a file in it open without FILE_SHARE_DELETE.
+const errorSharingViolation = syscall.Errno(32)
+
+// renameDir renames a directory. Windows refuses while some process holds
+// a file in it open (os.Open shares no delete); a scan that reads a pid file
+// holds one for a moment, so the rename is tried again for up to
+// renameRetry. A directory still held then is in use: the error wraps
+// ErrInUse.
+func renameDir(from, to string) error {
+	var err error
+	pollUntil(func() bool {
+		err = os.Rename(from, to)
+		return !errors.Is(err, errorSharingViolation) && !errors.Is(err, fs.ErrPermission)
+	}, renameRetry)
+	if errors.Is(err, errorSharingViolation) || errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%w (a file in it is open): %w", ErrInUse, err)
+	}
+	return err
+}
+
+// renameRetry is how long renameDir keeps trying while a directory is held.
+const renameRetry = 200 * time.Millisecond

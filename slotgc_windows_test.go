@@ -3,15 +3,20 @@
 package slotgc
 
 import (
+	"encoding/binary"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
+	"unicode/utf16"
 )
 
 func init() {
 	// Wine's ntdll exports wine_get_version; Windows' does not.
 	if syscall.NewLazyDLL("ntdll.dll").NewProc("wine_get_version").Find() == nil {
-		removalBroken = "os.RemoveAll fails under Wine 8 (no FileDispositionInformationEx: \"Invalid function\")"
+		removeAllBroken = "os.RemoveAll fails under Wine 8 (no FileDispositionInformationEx: \"Invalid function\")"
 	}
 }
 
@@ -60,3 +65,74 @@ func TestExitedProcessObject(t *testing.T) {
 // exhaustDescriptors does nothing: the descriptor guard it serves is
 // Linux's.
 func exhaustDescriptors() {}
+
+// makeJunction makes link an NTFS junction (a mount-point reparse point)
+// to the directory target, as mklink /J does.
+func makeJunction(link, target string) error {
+	if err := os.Mkdir(link, 0o755); err != nil {
+		return err
+	}
+	const (
+		ioReparseTagMountPoint = 0xA0000003
+		fsctlSetReparsePoint   = 0x000900A4
+	)
+	substitute := utf16.Encode([]rune(`\??\` + target))
+	printName := utf16.Encode([]rune(target))
+	// Each name is followed by a NUL; the header before the names is 8
+	// bytes, after the tag and length fields' 8.
+	names := append(append(append(substitute, 0), printName...), 0)
+	buf := make([]byte, 16+2*len(names))
+	binary.LittleEndian.PutUint32(buf[0:], ioReparseTagMountPoint)
+	binary.LittleEndian.PutUint16(buf[4:], uint16(8+2*len(names)))
+	binary.LittleEndian.PutUint16(buf[8:], 0)                            // substitute name offset
+	binary.LittleEndian.PutUint16(buf[10:], uint16(2*len(substitute)))   // its length
+	binary.LittleEndian.PutUint16(buf[12:], uint16(2*len(substitute)+2)) // print name offset
+	binary.LittleEndian.PutUint16(buf[14:], uint16(2*len(printName)))    // its length
+	for i, c := range names {
+		binary.LittleEndian.PutUint16(buf[16+2*i:], c)
+	}
+	name, err := syscall.UTF16PtrFromString(link)
+	if err != nil {
+		return err
+	}
+	h, err := syscall.CreateFile(name, syscall.GENERIC_WRITE, 0, nil, syscall.OPEN_EXISTING,
+		syscall.FILE_FLAG_OPEN_REPARSE_POINT|syscall.FILE_FLAG_BACKUP_SEMANTICS, 0)
+	if err != nil {
+		return err
+	}
+	defer syscall.CloseHandle(h)
+	var returned uint32
+	return syscall.DeviceIoControl(h, fsctlSetReparsePoint, &buf[0], uint32(len(buf)), nil, 0, &returned, nil)
+}
+
+// TestJunctionInDeadSlot puts a junction to a directory outside in a dead
+// slot's worktree: PruneDead removes the slot and the junction as a link,
+// and nothing behind it.
+func TestJunctionInDeadSlot(t *testing.T) {
+	ws, swarm := workspace(t)
+	outside := tempDir(t)
+	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	slot := addSlot(t, swarm, "dead", pidLine(deadPID(t)))
+	if err := os.Mkdir(filepath.Join(slot, "wt"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(slot, "wt", "link")
+	if err := makeJunction(link, outside); err != nil {
+		t.Skipf("cannot make a junction here: %v", err)
+	}
+	info, err := os.Lstat(link)
+	if err != nil || info.Mode()&(fs.ModeSymlink|fs.ModeIrregular) == 0 {
+		t.Skipf("the junction made does not show as a reparse point here: %v, %v", info, err)
+	}
+	if _, err := os.Stat(filepath.Join(link, "keep")); err != nil {
+		t.Skipf("the junction made does not lead to its target here: %v", err)
+	}
+	if got, err := PruneDead(ws); !slices.Equal(got, []string{"dead"}) || err != nil {
+		t.Errorf("PruneDead(ws) = %v, %v, want [dead], nil", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
+		t.Errorf("PruneDead deleted the file behind a junction: %v", err)
+	}
+}
