@@ -90,6 +90,27 @@
 // was reused by an unrelated process stays live. The package builds only
 // for Unix and Windows.
 //
+// What each system still leaves open:
+//
+//   - Linux before 3.15, or a file system that refuses RENAME_NOREPLACE:
+//     a slot restored after it came back to life could replace an empty
+//     directory made under its name in the moment between a check and the
+//     rename. Before 5.6 (no openat2) the removal walk tells a mount point
+//     by device and mount id, read from /proc/self/fdinfo; without /proc
+//     it refuses to descend at all.
+//   - Linux: the processes using a slot are read from /proc; another
+//     user's are seen only by root, and a process that starts using a
+//     slot after the one pass over /proc a PruneDead call makes is not
+//     seen. Per-thread working directories are not looked at.
+//   - macOS and the BSDs: every step below the swarm directory resolves its
+//     path again, so a swarm directory swapped for a symlink in the middle
+//     of a PruneDead can steer it; a restore can replace an empty directory
+//     made under the slot's name; no zombie, reuse or use of a slot by a
+//     process is seen; Kill and KillSlot signal the bare pid, which may be
+//     recycled meanwhile.
+//   - Windows: paths below the swarm directory are resolved again for each
+//     step, as on macOS; a slot in use is told only by the rename failing.
+//
 // # Windows
 //
 // On Windows liveness is asked of a process handle (OpenProcess, then
