@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 	"unsafe"
@@ -34,9 +35,6 @@ type pruneGuard struct {
 type entryLock struct {
 	fd int
 }
-
-// errBusy says another PruneDead holds an entry.
-var errBusy = errors.New("another PruneDead is at work on it")
 
 // device returns the device of the swarm directory.
 func (sw *swarmDir) device() (uint64, error) {
@@ -270,4 +268,13 @@ func (sw *swarmDir) fileClockOffset() (time.Duration, error) {
 		return 0, err
 	}
 	return modTime(&st).Sub(before), nil
+}
+
+// inUseError names the processes that use a slot.
+func inUseError(users []Process) error {
+	names := make([]string, len(users))
+	for i, u := range users {
+		names[i] = u.String()
+	}
+	return fmt.Errorf("%w by %s; left in place", ErrInUse, strings.Join(names, ", "))
 }

@@ -28,9 +28,6 @@ type entryLock struct {
 	unlock func()
 }
 
-// errBusy says another PruneDead holds an entry.
-var errBusy = errors.New("another PruneDead is at work on it")
-
 // lockEntry locks the entry name, which must be a real directory: anything
 // else reads as fs.ErrNotExist.
 func (sw *swarmDir) lockEntry(name string) (*entryLock, error) {

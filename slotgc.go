@@ -481,6 +481,9 @@ var (
 	ErrInUse = errors.New("in use")
 )
 
+// errBusy says another PruneDead holds an entry of the swarm directory.
+var errBusy = errors.New("another PruneDead is at work on it")
+
 // mountInsideError names the mount points found in a tree.
 func mountInsideError(points []string) error {
 	return fmt.Errorf("%w: %s", ErrMountInside, strings.Join(points, ", "))
@@ -493,15 +496,6 @@ type Process struct {
 }
 
 func (p Process) String() string { return fmt.Sprintf("pid %d (%s)", p.PID, p.Command) }
-
-// inUseError names the processes that use a slot.
-func inUseError(users []Process) error {
-	names := make([]string, len(users))
-	for i, u := range users {
-		names[i] = u.String()
-	}
-	return fmt.Errorf("%w by %s; left in place", ErrInUse, strings.Join(names, ", "))
-}
 
 // prune removes the slot if it is still dead and no guard refuses,
 // reporting whether it did. A slot that is no longer there, no longer
