@@ -74,7 +74,8 @@ func TestPruneKeepsMounts(t *testing.T) {
 	writeFile(t, filepath.Join(shared, "keep"), "precious")
 	addSlot(t, swarm, "plain", dead)
 	slot := addSlot(t, swarm, "mounted", dead)
-	bindPoint, tmpfsPoint := filepath.Join(slot, "wt", "shared"), filepath.Join(slot, "wt", "deep", "scratch")
+	// A space and a tab, which /proc/self/mountinfo escapes as \040 and \011.
+	bindPoint, tmpfsPoint := filepath.Join(slot, "wt", "shared dir"), filepath.Join(slot, "wt", "deep", "scratch\tpad")
 	mkdirs(t, bindPoint, tmpfsPoint)
 	writeFile(t, filepath.Join(slot, "wt", "own-file"), "")
 	mount(t, shared, bindPoint, "")

@@ -163,10 +163,14 @@ func (sw *swarmDir) lockForPrune() (unlock func(), err error) {
 		return nil, err
 	}
 	var h syscall.Handle
+	start := time.Now()
 	pollUntil(func() bool {
 		h, err = syscall.CreateFile(name, syscall.GENERIC_READ|deleteAccess, 0, nil, syscall.OPEN_ALWAYS,
 			syscall.FILE_ATTRIBUTE_NORMAL|fileFlagDeleteOnClose, 0)
-		return !errors.Is(err, errorSharingViolation) && !errors.Is(err, fs.ErrPermission)
+		// Access is refused both while the file is being deleted, briefly,
+		// and for good to a caller who may not write the swarm directory.
+		deletePending := errors.Is(err, fs.ErrPermission) && time.Since(start) < deletePendingWait
+		return !errors.Is(err, errorSharingViolation) && !deletePending
 	}, pruneTurnWait)
 	if err != nil {
 		return nil, &fs.PathError{Op: "lock", Path: path, Err: err}
@@ -182,8 +186,12 @@ const (
 )
 
 // pruneTurnWait bounds how long PruneDead waits for another call on the
-// same swarm directory to finish.
-const pruneTurnWait = time.Minute
+// same swarm directory to finish; deletePendingWait how long it takes a
+// refused access for the lock file of a call that just finished.
+const (
+	pruneTurnWait     = time.Minute
+	deletePendingWait = time.Second
+)
 
 // lockDir has nothing to do: lockForPrune keeps every other PruneDead out
 // of the whole swarm directory.
