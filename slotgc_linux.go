@@ -249,13 +249,21 @@ func (ps *probeScope) procIsOurs() bool {
 	if ps != nil && ps.procChecked {
 		return ps.procOurs
 	}
-	var buf [20]byte
-	n, err := syscall.Readlink("/proc/self", buf[:])
-	ours := err == nil && string(buf[:n]) == strconv.Itoa(os.Getpid())
+	ours := procSelfIs(os.Getpid())
 	if ps != nil {
 		ps.procOurs, ps.procChecked = ours, true
 	}
 	return ours
+}
+
+// procSelfIs reports whether the /proc/self link reads pid. It allocates
+// nothing: it runs once in every scan that finds a live process.
+func procSelfIs(pid int) bool {
+	path := [...]byte{'/', 'p', 'r', 'o', 'c', '/', 's', 'e', 'l', 'f', 0}
+	var link, want [20]byte
+	cwd := atFDCWD
+	n, _, errno := syscall.Syscall6(syscall.SYS_READLINKAT, uintptr(cwd), uintptr(unsafe.Pointer(&path[0])), uintptr(unsafe.Pointer(&link[0])), uintptr(len(link)), 0, 0)
+	return errno == 0 && string(link[:n]) == string(strconv.AppendInt(want[:0], int64(pid), 10))
 }
 
 // boot returns the wall-clock time of boot, read once per scan.
