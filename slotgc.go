@@ -596,11 +596,14 @@ func (e *SlotError) Unwrap() error { return e.Err }
 // Alive has no pid file to compare start times against, so it cannot tell a
 // reused pid; Scan can.
 //
-// On Linux a zombie (exited, not yet reaped) is not alive. On other Unix
-// systems a zombie counts as alive until its parent reaps it, because the
-// standard library offers no cheap way to see the process state there. On
-// Windows a process whose handle is signalled (it has exited) is not alive;
-// a process that cannot even be opened for querying counts as alive.
+// On Linux a zombie (exited, not yet reaped) is not alive, unless /proc
+// belongs to another pid namespace (/proc/self does not name the caller):
+// then /proc is not asked, and any process kill(2) finds is alive. On
+// other Unix systems a zombie counts as alive until its parent reaps it,
+// because the standard library offers no cheap way to see the process
+// state there. On Windows a process whose handle is signalled (it has
+// exited) is not alive; a process that cannot even be opened for querying
+// counts as alive.
 func Alive(pid int) bool {
 	if !validPID(pid) {
 		return false
@@ -630,7 +633,10 @@ func validPID(pid int) bool {
 // recycled while Kill waits is never signalled; Kill wakes on the pidfd the
 // moment the process exits. The id of a thread that is not a process's main
 // thread yields false there, unsignalled, since kill(2) would signal the
-// thread's whole process. Where pidfd_open is unavailable (Linux before
+// thread's whole process. Out of file descriptors (EMFILE, ENFILE), Kill
+// waits up to 2 seconds for one to open the pidfd with, then gives up and
+// yields false, rather than signal the bare pid, which might be recycled
+// meanwhile. Where pidfd_open is unavailable (Linux before
 // 5.3, or a sandbox that forbids it) and on other Unix systems, Kill signals
 // the pid with kill(2) and polls with a backoff starting at 100µs; there a
 // zombie is only seen as gone once reaped. The request to stop is SIGTERM
