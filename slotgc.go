@@ -636,10 +636,10 @@ func validPID(pid int) bool {
 // thread's whole process. Out of file descriptors (EMFILE, ENFILE), Kill
 // waits up to 2 seconds for one to open the pidfd with, then gives up and
 // yields false, rather than signal the bare pid, which might be recycled
-// meanwhile. Where pidfd_open is unavailable (Linux before
-// 5.3, or a sandbox that forbids it) and on other Unix systems, Kill signals
-// the pid with kill(2) and polls with a backoff starting at 100µs; there a
-// zombie is only seen as gone once reaped. The request to stop is SIGTERM
+// meanwhile. Where pidfd_open is unavailable (Linux before 5.3, or a
+// sandbox that forbids it) and on other Unix systems, Kill signals the pid
+// with kill(2) and polls with a backoff starting at 100µs; there a zombie
+// is only seen as gone once reaped. The request to stop is SIGTERM
 // and the force SIGKILL.
 //
 // On Windows, which has no SIGTERM, Kill terminates the process through one
