@@ -73,7 +73,9 @@ func (sw *swarmDir) restoreEntry(from, to string) error {
 }
 
 // check refuses to let the tree at name go while a mount point is inside
-// it, told by a change of device where the system gives one.
+// it, told by a change of device where the system gives one. Like
+// removeTree, it never descends into a symlink or reparse point (on
+// Windows a junction reads as a directory).
 func (guard *pruneGuard) check(sw *swarmDir, _ *entryLock, name string) error {
 	top := filepath.Join(sw.path, name)
 	topInfo, err := os.Lstat(top)
@@ -82,8 +84,11 @@ func (guard *pruneGuard) check(sw *swarmDir, _ *entryLock, name string) error {
 	}
 	var points []string
 	err = filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
+		switch {
+		case err != nil || !d.IsDir():
 			return nil
+		case d.Type()&(fs.ModeSymlink|fs.ModeIrregular) != 0:
+			return fs.SkipDir
 		}
 		if info, err := d.Info(); err == nil && !sameDevice(info, topInfo) {
 			points = append(points, path)

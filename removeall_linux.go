@@ -54,9 +54,9 @@ var sysOpenat2 = syscallBase() + 437
 // device and, for a bind mount from the same file system, its mount id.
 var noOpenat2 atomic.Bool
 
-// errMountPoint is the cause of a refusal to remove a tree that holds a
-// mount point.
-var errMountPoint = errors.New("a mount point is inside; unmount it first")
+// errMountPoint says a directory met on a walk is a mount point; callers
+// wrap it in ErrMountInside.
+var errMountPoint = errors.New("a mount point")
 
 // openSubdir opens the directory name inside the directory dirfd (whose
 // device is dev) without following a symlink or crossing into another

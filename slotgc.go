@@ -280,11 +280,15 @@ func (sw *swarmDir) fileClockAgrees() bool {
 	return sw.fileClock.agrees
 }
 
-// clockProbeName returns the name of the file that measures the swarm
-// directory's clock: a TrashPrefix name, so no scan takes it for a slot.
-func clockProbeName() string {
-	return TrashPrefix + "clock." + strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(rand.Uint64(), 36)
+// trashName returns a new TrashPrefix name, so that no scan takes the entry
+// for a slot: kind, this process's pid and a random suffix.
+func trashName(kind string) string {
+	return TrashPrefix + kind + strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(rand.Uint64(), 36)
 }
+
+// clockProbeName returns the name of the file that measures the swarm
+// directory's clock.
+func clockProbeName() string { return trashName("clock.") }
 
 // testHookClockProbe, when set by a test, is called with the path of the
 // clock probe file right after it is made, before its time is read.
@@ -369,7 +373,7 @@ func LiveSlots(workspaceDir string) ([]Slot, error) {
 //     directory swapped for a symlink steers nothing; mount points come
 //     from /proc/self/mountinfo, and the removal walk refuses to cross a
 //     mount (openat2's RESOLVE_NO_XDEV; before Linux 5.6, a change of
-//     device, which misses a bind mount from the same file system); the
+//     device or of the mount id in /proc/self/fdinfo); the
 //     processes using a slot come from one pass over /proc per call, which
 //     cannot see into another user's processes unless run as root
 //     (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html).
@@ -380,11 +384,10 @@ func LiveSlots(workspaceDir string) ([]Slot, error) {
 //     directory, or a file in it opened without FILE_SHARE_DELETE) cannot
 //     be renamed (tried again for 200ms, as a scan holds a pid file open
 //     for a moment), so such a slot fails with ErrInUse and stays whole;
-//     junctions and
-//     symlinks in a tree are removed as links, never followed. PruneDead
-//     calls on one swarm directory take turns, holding a file there,
-//     TrashPrefix+"lock", open with no sharing: Windows has no lock on a
-//     directory that dies with its holder.
+//     junctions and symlinks in a tree are removed as links, never
+//     followed. PruneDead calls on one swarm directory take turns, holding
+//     a file there, TrashPrefix+"lock", open with no sharing: Windows has
+//     no lock on a directory that dies with its holder.
 func PruneDead(workspaceDir string) ([]string, error) {
 	sw, entries, err := openSwarm(SwarmPath(workspaceDir))
 	if sw == nil {
@@ -516,22 +519,22 @@ func (sw *swarmDir) prune(slot string, guard *pruneGuard) (bool, error) {
 	}
 	if err := guard.check(sw, lock, slot); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil // removed under the check by a PruneDead that could not be locked out
+			return false, nil // its owner removed it while it was being checked
 		}
 		return false, err
 	}
-	trashName := TrashPrefix + strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(rand.Uint64(), 36)
-	if err := sw.renameEntry(slot, trashName); err != nil {
+	trash := trashName("")
+	if err := sw.renameEntry(slot, trash); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
 		}
 		return false, fmt.Errorf("detach: %w", err)
 	}
-	if !lock.is(sw, trashName) || !sw.classify(trashName, &ps).State.Dead() {
-		return false, sw.restore(trashName, slot)
+	if !lock.is(sw, trash) || !sw.classify(trash, &ps).State.Dead() {
+		return false, sw.restore(trash, slot)
 	}
-	if err := sw.removeLocked(lock, trashName); err != nil {
-		return false, fmt.Errorf("remove detached tree %s (the next PruneDead retries): %w", filepath.Join(sw.path, trashName), err)
+	if err := sw.removeLocked(lock, trash); err != nil {
+		return false, fmt.Errorf("remove detached tree %s (the next PruneDead retries): %w", filepath.Join(sw.path, trash), err)
 	}
 	return true, nil
 }

@@ -738,6 +738,7 @@ func TestFileServerClockBehind(t *testing.T) {
 		t.Errorf("DeadSlots(ws) = %v, %v, want [leaf], nil: it assumes the file server's clock agrees", got, err)
 	}
 	testHookClockProbe = serverBehind
+	t.Cleanup(func() { testHookClockProbe = nil })
 	got, err := PruneDead(ws)
 	testHookClockProbe = nil
 	if got != nil || err != nil {
