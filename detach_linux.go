@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 	"unsafe"
@@ -17,16 +16,6 @@ import (
 // Every change PruneDead makes to the disk goes through the descriptor of
 // the swarm directory it opened (renameat2, unlinkat, openat2 relative to
 // it), so a swarm path swapped for a symlink after the open steers nothing.
-
-// pruneGuard holds what one PruneDead call reads at most once, and only
-// when something is to be removed: the mount table and the files every
-// process uses.
-type pruneGuard struct {
-	mountsRead bool
-	mounts     []string
-	procsRead  bool
-	procs      []procFiles
-}
 
 // entryLock is an entry of the swarm directory, opened (a real directory,
 // not a symlink, not a mount point) and locked with flock(2), so that two
@@ -152,61 +141,6 @@ func (sw *swarmDir) restoreEntry(from, to string) error {
 	return &fs.PathError{Op: "renameat2", Path: filepath.Join(sw.path, from), Err: err}
 }
 
-// check refuses to let the locked tree go while a mount point is inside it
-// or a process uses it.
-func (g *pruneGuard) check(sw *swarmDir, l *entryLock, name string) error {
-	if points := g.mountsUnder(l.fd); len(points) > 0 {
-		return mountInsideError(points)
-	}
-	users, err := g.usersOf(l.fd, filepath.Join(sw.path, name))
-	if err != nil {
-		return err
-	}
-	if len(users) > 0 {
-		return inUseError(users)
-	}
-	return nil
-}
-
-// usersOf returns the processes that use the tree under the open directory
-// fd, at path. A mount point met on the way is an error wrapping
-// ErrMountInside.
-func (g *pruneGuard) usersOf(fd int, path string) ([]Process, error) {
-	survey, err := surveyTree(fd, path)
-	if errors.Is(err, errMountPoint) {
-		return nil, fmt.Errorf("%w: %w", ErrMountInside, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !g.procsRead {
-		g.procsRead = true
-		g.procs = snapshotProcesses(survey.dev)
-	}
-	var users []Process
-	for _, p := range g.procs {
-		if survey.uses(p.files) {
-			users = append(users, Process{PID: p.pid, Command: commandName(p.pid)})
-		}
-	}
-	return users, nil
-}
-
-// users returns the processes that use the entry name of the swarm
-// directory.
-func (g *pruneGuard) users(sw *swarmDir, name string) ([]Process, error) {
-	dev, err := sw.device()
-	if err != nil {
-		return nil, err
-	}
-	fd, err := openSubdir(int(sw.fd), name, dev)
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: filepath.Join(sw.path, name), Err: err}
-	}
-	defer syscall.Close(fd)
-	return g.usersOf(fd, filepath.Join(sw.path, name))
-}
-
 // removeLocked removes the locked tree, now at name in the swarm
 // directory: its contents through descriptors, then the directory itself.
 func (sw *swarmDir) removeLocked(l *entryLock, name string) error {
@@ -224,28 +158,6 @@ func (sw *swarmDir) removeLocked(l *entryLock, name string) error {
 		return &fs.PathError{Op: "unlinkat", Path: filepath.Join(sw.path, name), Err: err}
 	}
 	return nil
-}
-
-// usesEntry reports whether process pid uses the slot directory entry: its
-// working or root directory is in the slot's tree, or it holds a file of
-// the tree open. Only a process whose links can be read, and that uses a
-// file on the slot's device, costs a walk of the tree.
-func (sw *swarmDir) usesEntry(entry string, pid int) bool {
-	dev, err := sw.device()
-	if err != nil {
-		return false
-	}
-	files := readProcFiles(pid, dev)
-	if len(files) == 0 {
-		return false
-	}
-	fd, err := openSubdir(int(sw.fd), entry, dev)
-	if err != nil {
-		return false
-	}
-	defer syscall.Close(fd)
-	survey, _ := surveyTree(fd, filepath.Join(sw.path, entry))
-	return survey.inodes != nil && survey.uses(files)
 }
 
 // fileClockOffset makes a file in the swarm directory, through its
@@ -268,13 +180,4 @@ func (sw *swarmDir) fileClockOffset() (time.Duration, error) {
 		return 0, err
 	}
 	return modTime(&st).Sub(before), nil
-}
-
-// inUseError names the processes that use a slot.
-func inUseError(users []Process) error {
-	names := make([]string, len(users))
-	for i, u := range users {
-		names[i] = u.String()
-	}
-	return fmt.Errorf("%w by %s; left in place", ErrInUse, strings.Join(names, ", "))
 }

@@ -197,57 +197,6 @@ func isDirAt(dirfd int, name string) bool {
 	return syscall.Fstat(fd, &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR
 }
 
-// treeSurvey is what a read-only walk of a tree found: the device it is on
-// and the inode numbers of everything in it, the top directory included.
-type treeSurvey struct {
-	dev    uint64
-	inodes map[uint64]bool
-}
-
-// surveyTree walks the tree under the open directory fd without changing
-// anything and records its inodes. A mount point inside is an error naming
-// it (path is the tree's path, for messages). A directory that cannot be
-// read is passed over: its contents go unrecorded.
-func surveyTree(fd int, path string) (treeSurvey, error) {
-	dev, ino, err := dirIdentity(fd)
-	if err != nil {
-		return treeSurvey{}, &fs.PathError{Op: "fstat", Path: path, Err: err}
-	}
-	s := treeSurvey{dev: dev, inodes: map[uint64]bool{ino: true}}
-	return s, s.walk(fd, path, true)
-}
-
-// walk records the tree under fd. The slot's own pid file is left out at
-// the top: every scan opens it for a moment, and one that happens to be
-// reading it does not use the slot.
-func (s *treeSurvey) walk(fd int, path string, top bool) error {
-	entries, err := readTreeEntries(fd)
-	if err != nil {
-		return nil
-	}
-	for _, e := range entries {
-		if !(top && e.name == PIDFile) {
-			s.inodes[e.ino] = true
-		}
-		if !e.isDir {
-			continue
-		}
-		sub, err := openSubdir(fd, e.name, s.dev)
-		switch {
-		case errors.Is(err, errMountPoint):
-			return &fs.PathError{Op: "survey", Path: filepath.Join(path, e.name), Err: err}
-		case err != nil:
-			continue
-		}
-		err = s.walk(sub, filepath.Join(path, e.name), false)
-		syscall.Close(sub)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // removeTreeContents removes everything inside the open directory fd, whose
 // device is dev, depth first, through descriptors. It never crosses into
 // another mount and never follows a symlink (a symlink is removed as

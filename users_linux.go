@@ -4,8 +4,13 @@ package slotgc
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -102,4 +107,151 @@ func commandName(pid int) string {
 		return "?"
 	}
 	return string(bytes.TrimSuffix(comm, []byte("\n")))
+}
+
+// pruneGuard holds what one PruneDead call reads at most once, and only
+// when something is to be removed: the mount table and the files every
+// process uses.
+type pruneGuard struct {
+	mountsRead bool
+	mounts     []string
+	procsRead  bool
+	procs      []procFiles
+}
+
+// check refuses to let the locked tree go while a mount point is inside it
+// or a process uses it.
+func (g *pruneGuard) check(sw *swarmDir, l *entryLock, name string) error {
+	if points := g.mountsUnder(l.fd); len(points) > 0 {
+		return mountInsideError(points)
+	}
+	users, err := g.usersOf(l.fd, filepath.Join(sw.path, name))
+	if err != nil {
+		return err
+	}
+	if len(users) > 0 {
+		return inUseError(users)
+	}
+	return nil
+}
+
+// usersOf returns the processes that use the tree under the open directory
+// fd, at path. A mount point met on the way is an error wrapping
+// ErrMountInside.
+func (g *pruneGuard) usersOf(fd int, path string) ([]Process, error) {
+	survey, err := surveyTree(fd, path)
+	if errors.Is(err, errMountPoint) {
+		return nil, fmt.Errorf("%w: %w", ErrMountInside, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !g.procsRead {
+		g.procsRead = true
+		g.procs = snapshotProcesses(survey.dev)
+	}
+	var users []Process
+	for _, p := range g.procs {
+		if survey.uses(p.files) {
+			users = append(users, Process{PID: p.pid, Command: commandName(p.pid)})
+		}
+	}
+	return users, nil
+}
+
+// users returns the processes that use the entry name of the swarm
+// directory.
+func (g *pruneGuard) users(sw *swarmDir, name string) ([]Process, error) {
+	dev, err := sw.device()
+	if err != nil {
+		return nil, err
+	}
+	fd, err := openSubdir(int(sw.fd), name, dev)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: filepath.Join(sw.path, name), Err: err}
+	}
+	defer syscall.Close(fd)
+	return g.usersOf(fd, filepath.Join(sw.path, name))
+}
+
+// usesEntry reports whether process pid uses the slot directory entry: its
+// working or root directory is in the slot's tree, or it holds a file of
+// the tree open. Only a process whose links can be read, and that uses a
+// file on the slot's device, costs a walk of the tree.
+func (sw *swarmDir) usesEntry(entry string, pid int) bool {
+	dev, err := sw.device()
+	if err != nil {
+		return false
+	}
+	files := readProcFiles(pid, dev)
+	if len(files) == 0 {
+		return false
+	}
+	fd, err := openSubdir(int(sw.fd), entry, dev)
+	if err != nil {
+		return false
+	}
+	defer syscall.Close(fd)
+	survey, _ := surveyTree(fd, filepath.Join(sw.path, entry))
+	return survey.inodes != nil && survey.uses(files)
+}
+
+// treeSurvey is what a read-only walk of a tree found: the device it is on
+// and the inode numbers of everything in it, the top directory included.
+type treeSurvey struct {
+	dev    uint64
+	inodes map[uint64]bool
+}
+
+// surveyTree walks the tree under the open directory fd without changing
+// anything and records its inodes. A mount point inside is an error naming
+// it (path is the tree's path, for messages). A directory that cannot be
+// read is passed over: its contents go unrecorded.
+func surveyTree(fd int, path string) (treeSurvey, error) {
+	dev, ino, err := dirIdentity(fd)
+	if err != nil {
+		return treeSurvey{}, &fs.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	s := treeSurvey{dev: dev, inodes: map[uint64]bool{ino: true}}
+	return s, s.walk(fd, path, true)
+}
+
+// walk records the tree under fd. The slot's own pid file is left out at
+// the top: every scan opens it for a moment, and one that happens to be
+// reading it does not use the slot.
+func (s *treeSurvey) walk(fd int, path string, top bool) error {
+	entries, err := readTreeEntries(fd)
+	if err != nil {
+		return nil
+	}
+	for _, e := range entries {
+		if !(top && e.name == PIDFile) {
+			s.inodes[e.ino] = true
+		}
+		if !e.isDir {
+			continue
+		}
+		sub, err := openSubdir(fd, e.name, s.dev)
+		switch {
+		case errors.Is(err, errMountPoint):
+			return &fs.PathError{Op: "survey", Path: filepath.Join(path, e.name), Err: err}
+		case err != nil:
+			continue
+		}
+		err = s.walk(sub, filepath.Join(path, e.name), false)
+		syscall.Close(sub)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inUseError names the processes that use a slot.
+func inUseError(users []Process) error {
+	names := make([]string, len(users))
+	for i, u := range users {
+		names[i] = u.String()
+	}
+	return fmt.Errorf("%w by %s; left in place", ErrInUse, strings.Join(names, ", "))
 }
