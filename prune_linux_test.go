@@ -428,7 +428,7 @@ func TestKillSlotRecycledPID(t *testing.T) {
 func TestKillOutOfDescriptors(t *testing.T) {
 	target := startChild(t, "sleep")
 	cmd := helperCmd(t, testBinary(t), "call", "Kill", strconv.Itoa(target.Process.Pid))
-	cmd.Env = append(cmd.Env, exhaustFDsEnv+"=1")
+	cmd.Env = append(cmd.Env, exhaustFDsEnv+"=1", killGraceEnv+"="+shortKillGrace.String())
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("Kill out of descriptors: %v", err)

@@ -43,12 +43,15 @@ const (
 	// /proc start times to 10ms) and small clock slew.
 	startTolerance = 5 * time.Second
 
-	// killGrace is how long Kill waits after the polite request before it
-	// forces the process down; killSettle is how long it then waits for the
-	// forced exit to show.
-	killGrace  = 2 * time.Second
+	// killSettle is how long Kill waits for a forced exit to show.
 	killSettle = 1 * time.Second
 )
+
+// killGrace is how long Kill waits after the polite request before it
+// forces the process down, and how long it waits for a descriptor to open
+// a pidfd with. A variable only so that tests whose subject is not the
+// grace itself need not wait it out.
+var killGrace = 2 * time.Second
 
 // State is the verdict a scan reaches on one slot directory.
 type State int

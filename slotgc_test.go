@@ -39,6 +39,24 @@ const exhaustFDsEnv = "SLOTGC_TEST_EXHAUST_FDS"
 // helperArgEnv passes a helper mode its argument.
 const helperArgEnv = "SLOTGC_TEST_ARG"
 
+// killGraceEnv passes a helper the grace its Kill calls wait, as a
+// duration string, so that a test may shorten it in a child too.
+const killGraceEnv = "SLOTGC_TEST_KILL_GRACE"
+
+// shortKillGrace stands in for Kill's 2 s grace in the tests whose subject
+// is not the grace itself: long enough for a child that obeys SIGTERM to
+// exit under a loaded race run, short enough not to dominate the suite.
+const shortKillGrace = 500 * time.Millisecond
+
+// shortenKillGrace makes Kill wait shortKillGrace instead of its real
+// grace until the test ends. TestKillEscalates keeps the real one.
+func shortenKillGrace(t *testing.T) {
+	t.Helper()
+	real := killGrace
+	killGrace = shortKillGrace
+	t.Cleanup(func() { killGrace = real })
+}
+
 const (
 	// childLifetime bounds how long a "sleep" helper lives if nobody kills
 	// it, so a crashed test run leaves nothing behind for long.
@@ -93,6 +111,9 @@ func TestMain(m *testing.M) {
 		runtime.KeepAlive(f) // held open until killed, not closed by a finalizer
 	case "exit":
 	case "call":
+		if grace, err := time.ParseDuration(os.Getenv(killGraceEnv)); err == nil {
+			killGrace = grace
+		}
 		io.Copy(io.Discard, os.Stdin) // a start gate: go when stdin closes
 		os.Exit(runCall(os.Args[len(os.Args)-2], os.Args[len(os.Args)-1]))
 	default:

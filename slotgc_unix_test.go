@@ -344,6 +344,7 @@ func TestPIDFileUnreadable(t *testing.T) {
 // TestKillByPID runs the kill(2)-and-poll path that systems without pidfds
 // use, here where it can be checked against real children.
 func TestKillByPID(t *testing.T) {
+	shortenKillGrace(t)
 	tests := []struct {
 		mode       string
 		wantSignal syscall.Signal
