@@ -79,45 +79,76 @@
 // without following a symlink or crossing a mount, making the caller's own
 // read-only directories usable as it goes. A leftover TrashPrefix entry
 // whose pruner is gone is finished by the next call when it is surely
-// garbage. How much of this each system allows is in PruneDead's doc.
+// garbage. How much of this each system allows is in Systems.
 //
 // # Systems
 //
-// Linux reads process states and start times from /proc and signals
-// through pidfds. On macOS and the BSDs the standard library offers no
-// cheap view of a process's state or start time: there a zombie counts as
-// alive until reaped and a reused pid goes unnoticed, so a slot whose pid
-// was reused by an unrelated process stays live. The package builds only
-// for Unix and Windows.
+// The package builds for Unix and Windows. What each system lets it see
+// and do differs; this is the one place that says how.
 //
-// What each system still leaves open:
+// Linux:
 //
-//   - Linux before 3.15, or a file system that refuses RENAME_NOREPLACE:
-//     a slot restored after it came back to life could replace an empty
-//     directory made under its name in the moment between a check and the
-//     rename. Before 5.6 (no openat2) the removal walk tells a mount point
-//     by device and mount id, read from /proc/self/fdinfo; without /proc
-//     it refuses to descend at all.
-//   - Linux: the processes using a slot are read from /proc; another
-//     user's are seen only by root, and a process that starts using a
-//     slot after the one pass over /proc a PruneDead call makes is not
-//     seen. Per-thread working directories are not looked at.
-//   - macOS and the BSDs: every step below the swarm directory resolves its
-//     path again, so a swarm directory swapped for a symlink in the middle
-//     of a PruneDead can steer it; a restore can replace an empty directory
-//     made under the slot's name; no zombie, reuse or use of a slot by a
-//     process is seen; Kill and KillSlot signal the bare pid, which may be
-//     recycled meanwhile.
-//   - Windows: paths below the swarm directory are resolved again for each
-//     step, as on macOS; a slot in use is told only by the rename failing.
+//   - Scans: a pid is asked after with kill(2), then /proc/<pid>/stat. A
+//     zombie is Gone, except a thread-group leader that exited while its
+//     other threads run. Start times count from boot on CLOCK_BOOTTIME and
+//     are made wall times with the wall clock of now, so a clock step can
+//     make them look later; that is why the clock-free evidence of use is
+//     asked for before a slot is called Reused (see Verdicts). Where
+//     /proc/self does not name the caller, /proc is not believed (see
+//     Verdicts), and Alive, too, takes any pid kill(2) finds as alive.
+//   - PruneDead: every change goes through the descriptor of the swarm
+//     directory opened first (renameat2, unlinkat, openat2 relative to
+//     it), so a swarm directory swapped for a symlink steers nothing. Mount
+//     points come from /proc/self/mountinfo, and the removal walk refuses
+//     to cross a mount (openat2's RESOLVE_NO_XDEV; before Linux 5.6, a
+//     change of device or of the mount id in /proc/self/fdinfo; without
+//     /proc it refuses to descend at all). The processes using a slot
+//     come from one pass over /proc per call; another user's are seen only
+//     by root (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html),
+//     and a process that starts using a slot after the pass is not seen.
+//     Users answers from the same pass. Per-thread working directories
+//     are not looked at.
+//   - Kill and KillSlot signal through one pidfd opened at the start and
+//     wake on it the moment the process exits. Out of file descriptors
+//     they wait up to 2 seconds for one, then give up rather than signal
+//     the bare pid. Where pidfd_open is unavailable (before Linux 5.3, or
+//     a sandbox that forbids it) they signal the pid with kill(2) and poll
+//     with a backoff starting at 100µs, and a zombie is gone only once
+//     reaped.
+//   - Before Linux 3.15, or on a file system that refuses
+//     RENAME_NOREPLACE, a slot restored after it came back to life could
+//     replace an empty directory made under its name in the moment
+//     between a check and the rename.
 //
-// # Windows
+// macOS and the BSDs: the standard library offers no cheap view of a
+// process's state or start time, nor of the files it uses. A zombie counts
+// as alive until reaped, a reused pid goes unnoticed (the slot stays Live),
+// there is no guard against processes that use a slot (Users finds none),
+// and Kill and KillSlot signal the bare pid with kill(2) and poll, so a pid
+// recycled meanwhile could be signalled. Every step of PruneDead below the
+// swarm directory resolves its path again, so a swarm directory swapped for
+// a symlink in the middle of a call can steer it; a mount point is told by
+// a change of device; a restore can replace an empty directory made under
+// the slot's name.
 //
-// On Windows liveness is asked of a process handle (OpenProcess, then
+// Windows: liveness is asked of a process handle (OpenProcess, then
 // WaitForSingleObject with no wait), since os.Process.Signal supports only
-// os.Kill there; start times are process creation times, recorded by the
-// same wall clock as file times. Windows has no SIGTERM: Kill terminates
-// the process at once and waits for it. A workspace whose .bones is a file
-// reads as one without a swarm directory, as Windows reports such a path as
-// not found.
+// os.Kill there; a process that has exited is Gone even while handles to
+// it remain, and one that cannot even be opened for querying counts as
+// alive. Start times are process creation times, recorded by the same wall
+// clock as file times, so a later clock step moves neither. Windows has
+// no SIGTERM: Kill terminates the process at once through one handle and
+// waits on it. A pid file is opened with FILE_FLAG_OPEN_REPARSE_POINT, so
+// a symlink or junction is never followed. A workspace whose .bones is a
+// file reads as one without a swarm directory, as Windows reports such a
+// path as not found. PruneDead resolves paths below the swarm directory
+// again for each step, as on macOS, and a slot in use is told only by its
+// rename failing: a directory some process holds open (as its working
+// directory, or a file in it opened without FILE_SHARE_DELETE) cannot be
+// renamed (tried again for 200ms, as a scan holds a pid file open for a
+// moment), so such a slot fails with ErrInUse and stays whole. Junctions
+// and symlinks in a tree are removed as links, never followed. PruneDead
+// calls on one swarm directory take turns, holding a file there,
+// TrashPrefix+"lock", open with no sharing: Windows has no lock on a
+// directory that dies with its holder.
 package slotgc

@@ -8,12 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
-	"unsafe"
 )
 
 // A tree is walked and removed through descriptors only: every directory is
@@ -22,31 +20,9 @@ import (
 // can steer it out of the tree
 // (https://man7.org/linux/man-pages/man2/openat2.2.html).
 
-// openHow is openat2's struct open_how.
-type openHow struct {
-	flags   uint64
-	mode    uint64
-	resolve uint64
-}
-
-const (
-	// resolveNoXdev refuses to cross a mount point, bind mounts included;
-	// resolveNoSymlinks refuses any symlink on the way; resolveNoMagiclinks
-	// refuses /proc's magic links; resolveBeneath keeps ".." inside.
-	resolveNoXdev       = 0x01
-	resolveNoMagiclinks = 0x02
-	resolveNoSymlinks   = 0x04
-	resolveBeneath      = 0x08
-
-	// oPath is O_PATH, which the syscall package does not name: a
-	// descriptor that locates a file without opening it for reading.
-	oPath = 0x200000
-
-	dirFlags    = syscall.O_RDONLY | syscall.O_DIRECTORY | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
-	atRemoveDir = 0x200
-)
-
-var sysOpenat2 = syscallBase() + 437
+// dirFlags open a directory of a tree for reading its entries, never
+// through a symlink.
+const dirFlags = syscall.O_RDONLY | syscall.O_DIRECTORY | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
 
 // noOpenat2 is set once openat2 is found missing (Linux before 5.6, a
 // seccomp filter that refuses it, user-mode emulation); from then on
@@ -62,31 +38,25 @@ var errMountPoint = errors.New("a mount point")
 // device is dev) without following a symlink or crossing into another
 // mount: crossing yields errMountPoint.
 func openSubdir(dirfd int, name string, dev uint64) (int, error) {
-	path, err := syscall.BytePtrFromString(name)
+	path, err := makePath(nil, name)
 	if err != nil {
 		return -1, err
 	}
 	if !noOpenat2.Load() {
 		how := openHow{flags: dirFlags, resolve: resolveNoXdev | resolveNoSymlinks | resolveNoMagiclinks | resolveBeneath}
-		for {
-			fd, _, errno := syscall.Syscall6(sysOpenat2, uintptr(dirfd), uintptr(unsafe.Pointer(path)), uintptr(unsafe.Pointer(&how)), unsafe.Sizeof(how), 0, 0)
-			runtime.KeepAlive(path)
-			switch errno {
-			case 0:
-				return int(fd), nil
-			case syscall.EINTR, syscall.EAGAIN:
-				continue
-			case syscall.EXDEV:
-				return -1, errMountPoint
-			case syscall.ENOSYS, syscall.EPERM:
-				noOpenat2.Store(true)
-			default:
-				return -1, errno
-			}
-			break
+		fd, err := openat2(dirfd, path, &how)
+		switch {
+		case err == nil:
+			return fd, nil
+		case errors.Is(err, syscall.EXDEV):
+			return -1, errMountPoint
+		case errors.Is(err, syscall.ENOSYS), errors.Is(err, syscall.EPERM):
+			noOpenat2.Store(true)
+		default:
+			return -1, err
 		}
 	}
-	fd, err := openat(dirfd, append([]byte(name), 0), dirFlags)
+	fd, err := openat(dirfd, path, dirFlags, 0)
 	if err != nil {
 		return -1, err
 	}
@@ -140,63 +110,6 @@ func dirIdentity(fd int) (dev, ino uint64, err error) {
 	return uint64(st.Dev), st.Ino, nil
 }
 
-// treeEntry is an entry of a directory being walked, with its inode number
-// as the directory record gives it.
-type treeEntry struct {
-	name  string
-	ino   uint64
-	isDir bool
-}
-
-// readTreeEntries reads the entries of the open directory fd. The
-// directory's own offset is rewound first, so a second walk sees it whole.
-func readTreeEntries(fd int) ([]treeEntry, error) {
-	if _, err := syscall.Seek(fd, 0, 0); err != nil {
-		return nil, err
-	}
-	buf := make([]byte, 8<<10)
-	var entries []treeEntry
-	for {
-		n, err := syscall.ReadDirent(fd, buf)
-		switch {
-		case errors.Is(err, syscall.EINTR):
-			continue
-		case err != nil:
-			return nil, err
-		case n <= 0:
-			return entries, nil
-		}
-		entries, err = appendTreeEntries(entries, buf[:n], fd)
-		if err != nil {
-			return nil, err
-		}
-	}
-}
-
-// appendTreeEntries parses the dirent records of buf, read from the
-// directory fd; an entry of unknown type is looked at through fd.
-func appendTreeEntries(entries []treeEntry, buf []byte, fd int) ([]treeEntry, error) {
-	return entries, walkDirents(buf, func(name string, ino uint64, typ byte) {
-		e := treeEntry{name: name, ino: ino, isDir: typ == dtDir}
-		if typ == dtUnknown {
-			e.isDir = isDirAt(fd, e.name)
-		}
-		entries = append(entries, e)
-	})
-}
-
-// isDirAt reports whether name in the directory dirfd is a directory, not
-// following a symlink.
-func isDirAt(dirfd int, name string) bool {
-	fd, err := openat(dirfd, append([]byte(name), 0), oPath|syscall.O_NOFOLLOW|syscall.O_CLOEXEC)
-	if err != nil {
-		return false
-	}
-	defer syscall.Close(fd)
-	var st syscall.Stat_t
-	return syscall.Fstat(fd, &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFDIR
-}
-
 // removeTreeContents removes everything inside the open directory fd, whose
 // device is dev, depth first, through descriptors. It never crosses into
 // another mount and never follows a symlink (a symlink is removed as
@@ -222,7 +135,7 @@ func removeTreeContents(fd int, path string, dev uint64) error {
 }
 
 // removeEntry removes one entry of the open directory dirfd.
-func removeEntry(dirfd int, e treeEntry, path string, dev uint64) error {
+func removeEntry(dirfd int, e dirEntry, path string, dev uint64) error {
 	if e.isDir {
 		sub, err := openSubdir(dirfd, e.name, dev)
 		if errors.Is(err, syscall.EACCES) && makeUsableAt(dirfd, e.name) {
@@ -241,28 +154,17 @@ func removeEntry(dirfd int, e treeEntry, path string, dev uint64) error {
 	if e.isDir {
 		flags = atRemoveDir
 	}
-	err := unlinkat(dirfd, e.name, flags)
+	name, err := makePath(nil, e.name)
+	if err == nil {
+		err = unlinkat(dirfd, name, flags)
+	}
 	if errors.Is(err, syscall.EACCES) && makeUsable(dirfd) {
-		err = unlinkat(dirfd, e.name, flags)
+		err = unlinkat(dirfd, name, flags)
 	}
 	if err != nil && !errors.Is(err, syscall.ENOENT) {
 		return &fs.PathError{Op: "unlinkat", Path: path, Err: err}
 	}
 	return nil
-}
-
-func unlinkat(dirfd int, name string, flags int) error {
-	path, err := syscall.BytePtrFromString(name)
-	if err != nil {
-		return err
-	}
-	return ignoringEINTR(func() error {
-		_, _, errno := syscall.Syscall(syscall.SYS_UNLINKAT, uintptr(dirfd), uintptr(unsafe.Pointer(path)), uintptr(flags))
-		if errno != 0 {
-			return errno
-		}
-		return nil
-	})
 }
 
 // makeUsable gives the owner of the open directory fd read, write and
@@ -282,7 +184,11 @@ func makeUsable(fd int) bool {
 // through that descriptor's /proc/self/fd link, which names exactly the
 // inode opened, so a symlink swapped in meanwhile is never followed.
 func makeUsableAt(dirfd int, name string) bool {
-	fd, err := openat(dirfd, append([]byte(name), 0), oPath|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC)
+	path, err := makePath(nil, name)
+	if err != nil {
+		return false
+	}
+	fd, err := openat(dirfd, path, oPath|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return false
 	}

@@ -252,9 +252,13 @@ func TestReadSwarmEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []swarmEntry
+	var want []dirEntry
 	for _, e := range dirEntries {
-		want = append(want, swarmEntry{e.Name(), e.IsDir()})
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, dirEntry{name: e.Name(), ino: info.Sys().(*syscall.Stat_t).Ino, isDir: e.IsDir()})
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("openSwarm(swarm) entries differ from os.ReadDir:\n got %v\nwant %v", got, want)
@@ -277,7 +281,8 @@ func TestAppendDirents(t *testing.T) {
 	}
 	defer syscall.Close(fd)
 	got, err := appendDirents(nil, records, fd)
-	want := []swarmEntry{{"a", true}, {"file", false}, {"link", false}, {"unknown-dir", true}, {"unknown-missing", false}}
+	// dirent numbers every record's inode 1.
+	want := []dirEntry{{"a", 1, true}, {"file", 1, false}, {"link", 1, false}, {"unknown-dir", 1, true}, {"unknown-missing", 1, false}}
 	if !slices.Equal(got, want) || err != nil {
 		t.Errorf("appendDirents = %v, %v, want %v, nil", got, err, want)
 	}

@@ -43,20 +43,6 @@ const helperArgEnv = "SLOTGC_TEST_ARG"
 // duration string, so that a test may shorten it in a child too.
 const killGraceEnv = "SLOTGC_TEST_KILL_GRACE"
 
-// shortKillGrace stands in for Kill's 2 s grace in the tests whose subject
-// is not the grace itself: long enough for a child that obeys SIGTERM to
-// exit under a loaded race run, short enough not to dominate the suite.
-const shortKillGrace = 500 * time.Millisecond
-
-// shortenKillGrace makes Kill wait shortKillGrace instead of its real
-// grace until the test ends. TestKillEscalates keeps the real one.
-func shortenKillGrace(t *testing.T) {
-	t.Helper()
-	real := killGrace
-	killGrace = shortKillGrace
-	t.Cleanup(func() { killGrace = real })
-}
-
 const (
 	// childLifetime bounds how long a "sleep" helper lives if nobody kills
 	// it, so a crashed test run leaves nothing behind for long.

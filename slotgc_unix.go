@@ -141,7 +141,3 @@ func escalate(signal func(syscall.Signal) error, exited func(time.Duration) bool
 	}
 	return false
 }
-
-// lockForPrune has nothing to do: each slot is locked on its own (flock on
-// its directory), so PruneDead calls work side by side.
-func (sw *swarmDir) lockForPrune() (unlock func(), err error) { return func() {}, nil }

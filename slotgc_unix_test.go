@@ -341,6 +341,20 @@ func TestPIDFileUnreadable(t *testing.T) {
 	}
 }
 
+// shortKillGrace stands in for Kill's 2 s grace in the tests whose subject
+// is not the grace itself: long enough for a child that obeys SIGTERM to
+// exit under a loaded race run, short enough not to dominate the suite.
+const shortKillGrace = 500 * time.Millisecond
+
+// shortenKillGrace makes Kill wait shortKillGrace instead of its real
+// grace until the test ends. TestKillEscalates keeps the real one.
+func shortenKillGrace(t *testing.T) {
+	t.Helper()
+	real := killGrace
+	killGrace = shortKillGrace
+	t.Cleanup(func() { killGrace = real })
+}
+
 // TestKillByPID runs the kill(2)-and-poll path that systems without pidfds
 // use, here where it can be checked against real children.
 func TestKillByPID(t *testing.T) {

@@ -4,11 +4,9 @@ package slotgc
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -26,6 +24,10 @@ const (
 	// errorInvalidParameter is OpenProcess's answer for a pid that names no
 	// process.
 	errorInvalidParameter = syscall.Errno(87)
+
+	// errorSharingViolation is the answer to an open or rename of a file
+	// some other handle holds without sharing it that way.
+	errorSharingViolation = syscall.Errno(32)
 )
 
 // errNotDir is not syscall.ENOTDIR, which on Windows is
@@ -101,11 +103,20 @@ func inspect(pid int, ps *probeScope) (gone bool, start time.Time) {
 	if exited(h, 0) {
 		return true, time.Time{}
 	}
-	var created, exitTime, kernelTime, userTime syscall.Filetime
-	if ps == nil || syscall.GetProcessTimes(h, &created, &exitTime, &kernelTime, &userTime) != nil {
+	if ps == nil {
 		return false, time.Time{}
 	}
-	return false, time.Unix(0, created.Nanoseconds())
+	return false, creationTime(h)
+}
+
+// creationTime returns when the process behind h was created, or zero if
+// that cannot be read.
+func creationTime(h syscall.Handle) time.Time {
+	var created, exitTime, kernelTime, userTime syscall.Filetime
+	if syscall.GetProcessTimes(h, &created, &exitTime, &kernelTime, &userTime) != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, created.Nanoseconds())
 }
 
 // kill terminates the process through one handle opened at the start, so a
@@ -122,15 +133,8 @@ func kill(pid int, isLeaf func(start time.Time) bool) bool {
 	if exited(h, 0) {
 		return true
 	}
-	if isLeaf != nil {
-		var created, exitTime, kernelTime, userTime syscall.Filetime
-		var start time.Time
-		if syscall.GetProcessTimes(h, &created, &exitTime, &kernelTime, &userTime) == nil {
-			start = time.Unix(0, created.Nanoseconds())
-		}
-		if !isLeaf(start) {
-			return true
-		}
+	if isLeaf != nil && !isLeaf(creationTime(h)) {
+		return true
 	}
 	if err := syscall.TerminateProcess(h, 1); err != nil {
 		// Terminating a process that is already exiting is refused.
@@ -145,86 +149,3 @@ func exited(h syscall.Handle, limit time.Duration) bool {
 	event, err := syscall.WaitForSingleObject(h, uint32(limit.Milliseconds()))
 	return err == nil && event == syscall.WAIT_OBJECT_0
 }
-
-// lockForPrune makes PruneDead calls on one swarm directory take turns,
-// in this process and across processes: the standard library has no lock
-// on a directory here that dies with its holder, so the call holds a file
-// of the swarm directory, TrashPrefix + "lock", open with no sharing at all
-// (share mode 0), which Windows grants to one handle at a time and takes
-// back when its process ends
-// (https://learn.microsoft.com/windows/win32/fileio/creating-and-opening-files).
-// The file is deleted when the handle closes, so it outlives no call; one
-// that another call is closing, and so about to delete, refuses access
-// until it is gone. A call waits for its turn up to pruneTurnWait.
-func (sw *swarmDir) lockForPrune() (unlock func(), err error) {
-	path := filepath.Join(sw.path, TrashPrefix+"lock")
-	name, err := syscall.UTF16PtrFromString(path)
-	if err != nil {
-		return nil, err
-	}
-	var h syscall.Handle
-	start := time.Now()
-	pollUntil(func() bool {
-		h, err = syscall.CreateFile(name, syscall.GENERIC_READ|deleteAccess, 0, nil, syscall.OPEN_ALWAYS,
-			syscall.FILE_ATTRIBUTE_NORMAL|fileFlagDeleteOnClose, 0)
-		// Access is refused both while the file is being deleted, briefly,
-		// and for good to a caller who may not write the swarm directory.
-		deletePending := errors.Is(err, fs.ErrPermission) && time.Since(start) < deletePendingWait
-		return !errors.Is(err, errorSharingViolation) && !deletePending
-	}, pruneTurnWait)
-	if err != nil {
-		return nil, &fs.PathError{Op: "lock", Path: path, Err: err}
-	}
-	return func() { syscall.CloseHandle(h) }, nil
-}
-
-// The access right to delete a file, and the flag that deletes it when its
-// last handle closes.
-const (
-	deleteAccess          = 0x00010000
-	fileFlagDeleteOnClose = 0x04000000
-)
-
-// pruneTurnWait bounds how long PruneDead waits for another call on the
-// same swarm directory to finish; deletePendingWait how long it takes a
-// refused access for the lock file of a call that just finished.
-const (
-	pruneTurnWait     = time.Minute
-	deletePendingWait = time.Second
-)
-
-// lockDir has nothing to do: lockForPrune keeps every other PruneDead out
-// of the whole swarm directory.
-func lockDir(string, string) (unlock func(), err error) { return func() {}, nil }
-
-// sameDevice is true: a mount inside a tree on Windows is a junction or a
-// mounted folder, a reparse point that removeTree removes as a link.
-func sameDevice(_, _ fs.FileInfo) bool { return true }
-
-// makeDirUsable does nothing: Windows has no owner permission bits that
-// would keep the owner from removing a directory's entries.
-func makeDirUsable(string, fs.FileInfo) {}
-
-// errorSharingViolation is the answer to a rename of a directory while some
-// process has a file in it open without FILE_SHARE_DELETE.
-const errorSharingViolation = syscall.Errno(32)
-
-// renameDir renames a directory. Windows refuses while some process holds
-// a file in it open (os.Open shares no delete); a scan that reads a pid file
-// holds one for a moment, so the rename is tried again for up to
-// renameRetry. A directory still held then is in use: the error wraps
-// ErrInUse.
-func renameDir(from, to string) error {
-	var err error
-	pollUntil(func() bool {
-		err = os.Rename(from, to)
-		return !errors.Is(err, errorSharingViolation) && !errors.Is(err, fs.ErrPermission)
-	}, renameRetry)
-	if errors.Is(err, errorSharingViolation) || errors.Is(err, fs.ErrPermission) {
-		return fmt.Errorf("%w (a file in it is open): %w", ErrInUse, err)
-	}
-	return err
-}
-
-// renameRetry is how long renameDir keeps trying while a directory is held.
-const renameRetry = 200 * time.Millisecond

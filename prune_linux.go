@@ -6,11 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
-	"runtime"
 	"syscall"
 	"time"
-	"unsafe"
 )
 
 // Every change PruneDead makes to the disk goes through the descriptor of
@@ -45,16 +42,15 @@ func (sw *swarmDir) lockEntry(name string) (*entryLock, error) {
 	fd, err := openSubdir(int(sw.fd), name, dev)
 	switch {
 	case errors.Is(err, errMountPoint):
-		return nil, mountInsideError([]string{filepath.Join(sw.path, name)})
+		return nil, mountInsideError([]string{sw.entryPath(name)})
 	case errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ELOOP):
 		return nil, fs.ErrNotExist
 	case err != nil:
-		return nil, &fs.PathError{Op: "open", Path: filepath.Join(sw.path, name), Err: err}
+		return nil, &fs.PathError{Op: "open", Path: sw.entryPath(name), Err: err}
 	}
-	err = ignoringEINTR(func() error { return syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB) })
-	if errors.Is(err, syscall.EWOULDBLOCK) {
+	if err := lockExclusive(fd); errors.Is(err, errBusy) {
 		syscall.Close(fd)
-		return nil, errBusy
+		return nil, err
 	}
 	// Where the file system cannot lock (ENOLCK, EOPNOTSUPP), work goes on
 	// unlocked: the re-checks and the atomic rename still hold.
@@ -66,57 +62,33 @@ func (l *entryLock) release() { syscall.Close(l.fd) }
 // is reports whether the entry name of the swarm directory is the locked
 // directory.
 func (l *entryLock) is(sw *swarmDir, name string) bool {
-	fd, err := openat(int(sw.fd), append([]byte(name), 0), oPath|syscall.O_NOFOLLOW|syscall.O_CLOEXEC)
-	if err != nil {
-		return false
-	}
-	defer syscall.Close(fd)
-	dev, ino, err := dirIdentity(fd)
+	dev, ino, err := sw.entryIdentity(name)
 	lockedDev, lockedIno, lockedErr := dirIdentity(l.fd)
 	return err == nil && lockedErr == nil && dev == lockedDev && ino == lockedIno
+}
+
+// entryIdentity returns the device and inode of the entry name of the
+// swarm directory, without following it if it is a symlink.
+func (sw *swarmDir) entryIdentity(name string) (dev, ino uint64, err error) {
+	path, err := makePath(nil, name)
+	if err != nil {
+		return 0, 0, err
+	}
+	fd, err := openat(int(sw.fd), path, oPath|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer syscall.Close(fd)
+	return dirIdentity(fd)
 }
 
 // renameEntry renames the entry from to to inside the swarm directory.
 func (sw *swarmDir) renameEntry(from, to string) error {
 	err := ignoringEINTR(func() error { return syscall.Renameat(int(sw.fd), from, int(sw.fd), to) })
 	if err != nil {
-		return &fs.PathError{Op: "renameat", Path: filepath.Join(sw.path, from), Err: err}
+		return &fs.PathError{Op: "renameat", Path: sw.entryPath(from), Err: err}
 	}
 	return nil
-}
-
-// renameNoReplace is renameat2(2) with RENAME_NOREPLACE
-// (https://man7.org/linux/man-pages/man2/rename.2.html), which fails with
-// EEXIST rather than replace an entry that took the new name, even an empty
-// directory, as rename(2) would. Its number differs by architecture.
-func (sw *swarmDir) renameNoReplace(from, to string) error {
-	const renameNoReplace = 1
-	nr, ok := sysRenameat2[runtime.GOARCH]
-	if !ok {
-		return syscall.ENOSYS
-	}
-	fromPtr, err := syscall.BytePtrFromString(from)
-	if err != nil {
-		return err
-	}
-	toPtr, err := syscall.BytePtrFromString(to)
-	if err != nil {
-		return err
-	}
-	return ignoringEINTR(func() error {
-		_, _, errno := syscall.Syscall6(nr, sw.fd, uintptr(unsafe.Pointer(fromPtr)), sw.fd, uintptr(unsafe.Pointer(toPtr)), renameNoReplace, 0)
-		if errno != 0 {
-			return errno
-		}
-		return nil
-	})
-}
-
-// sysRenameat2 is renameat2's number on each architecture Go supports.
-var sysRenameat2 = map[string]uintptr{
-	"386": 353, "amd64": 316, "arm": 382, "arm64": 276, "loong64": 276,
-	"mips": 4351, "mipsle": 4351, "mips64": 5311, "mips64le": 5311,
-	"ppc64": 357, "ppc64le": 357, "riscv64": 276, "s390x": 347,
 }
 
 // restoreEntry renames a detached tree back to its slot name, never
@@ -125,20 +97,30 @@ var sysRenameat2 = map[string]uintptr{
 // the name is free and renames: a directory made in between could then be
 // replaced, if empty.
 func (sw *swarmDir) restoreEntry(from, to string) error {
-	err := sw.renameNoReplace(from, to)
+	fromPath, err := makePath(nil, from)
+	if err != nil {
+		return err
+	}
+	toPath, err := makePath(nil, to)
+	if err != nil {
+		return err
+	}
+	// RENAME_NOREPLACE fails with EEXIST rather than replace an entry that
+	// took the new name, even an empty directory, as rename(2) would
+	// (https://man7.org/linux/man-pages/man2/rename.2.html).
+	err = renameat2(int(sw.fd), fromPath, int(sw.fd), toPath, renameNoReplace)
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, syscall.EEXIST):
 		return fs.ErrExist
 	case errors.Is(err, syscall.ENOSYS), errors.Is(err, syscall.EINVAL):
-		if fd, err := openat(int(sw.fd), append([]byte(to), 0), oPath|syscall.O_NOFOLLOW|syscall.O_CLOEXEC); err == nil {
-			syscall.Close(fd)
+		if _, _, err := sw.entryIdentity(to); err == nil {
 			return fs.ErrExist
 		}
 		return sw.renameEntry(from, to)
 	}
-	return &fs.PathError{Op: "renameat2", Path: filepath.Join(sw.path, from), Err: err}
+	return &fs.PathError{Op: "renameat2", Path: sw.entryPath(from), Err: err}
 }
 
 // removeLocked removes the locked tree, now at name in the swarm
@@ -148,14 +130,18 @@ func (sw *swarmDir) removeLocked(l *entryLock, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := removeTreeContents(l.fd, filepath.Join(sw.path, name), dev); err != nil {
+	if err := removeTreeContents(l.fd, sw.entryPath(name), dev); err != nil {
 		if errors.Is(err, errMountPoint) {
 			return fmt.Errorf("%w: %w", ErrMountInside, err)
 		}
 		return err
 	}
-	if err := unlinkat(int(sw.fd), name, atRemoveDir); err != nil {
-		return &fs.PathError{Op: "unlinkat", Path: filepath.Join(sw.path, name), Err: err}
+	path, err := makePath(nil, name)
+	if err == nil {
+		err = unlinkat(int(sw.fd), path, atRemoveDir)
+	}
+	if err != nil {
+		return &fs.PathError{Op: "unlinkat", Path: sw.entryPath(name), Err: err}
 	}
 	return nil
 }
@@ -165,15 +151,19 @@ func (sw *swarmDir) removeLocked(l *entryLock, name string) error {
 // is from this clock's reading just before.
 func (sw *swarmDir) fileClockOffset() (time.Duration, error) {
 	name := clockProbeName()
-	before := time.Now().Round(0)
-	fd, err := syscall.Openat(int(sw.fd), name, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	path, err := makePath(nil, name)
 	if err != nil {
-		return 0, &fs.PathError{Op: "openat", Path: filepath.Join(sw.path, name), Err: err}
+		return 0, err
 	}
-	defer unlinkat(int(sw.fd), name, 0)
+	before := time.Now().Round(0)
+	fd, err := openat(int(sw.fd), path, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return 0, &fs.PathError{Op: "openat", Path: sw.entryPath(name), Err: err}
+	}
+	defer unlinkat(int(sw.fd), path, 0)
 	defer syscall.Close(fd)
 	if testHookClockProbe != nil {
-		testHookClockProbe(filepath.Join(sw.path, name))
+		testHookClockProbe(sw.entryPath(name))
 	}
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {

@@ -1,0 +1,143 @@
+package slotgc
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"time"
+)
+
+// Each system ends a process its own way (kill_linux.go, proc_other.go,
+// slotgc_windows.go), and asks after one with the scan's inspect (see
+// scan.go):
+//
+//	kill(pid int, isLeaf func(start time.Time) bool) (gone bool)
+
+// killSettle is how long Kill waits for a forced exit to show.
+const killSettle = 1 * time.Second
+
+// killGrace is how long Kill waits after the polite request before it
+// forces the process down, and how long it waits for a descriptor to open
+// a pidfd with. A variable only so that tests whose subject is not the
+// grace itself need not wait it out.
+var killGrace = 2 * time.Second
+
+// Alive reports whether pid names a process that has not exited. A process
+// of another user counts as alive. Pids outside 1..2³¹-1 are never alive
+// (kill(2) reads 0 and -1 as a process group and every process).
+//
+// Alive has no pid file to compare start times against, so it cannot tell a
+// reused pid; Scan can. Whether a zombie or an exited process whose handle
+// is still open counts as alive differs by system; see the package doc,
+// Systems.
+func Alive(pid int) bool {
+	if !validPID(pid) {
+		return false
+	}
+	gone, _ := inspect(pid, nil)
+	return !gone
+}
+
+// validPID reports whether pid can name a single process: kill(2) reads 0
+// as the caller's process group and negative pids as groups (-1: every
+// process), and pids are 32-bit signed on Unix and 32-bit on Windows.
+func validPID(pid int) bool {
+	return pid >= 1 && pid <= math.MaxInt32
+}
+
+// refuseToKill tells what Kill and KillSlot answer, without any signal,
+// for a pid they never signal: a pid outside 1..2³¹-1 is reported gone
+// (kill(2) would read 0 as a process group and -1 as every process, and no
+// process has a larger one), pid 1 and the caller's own pid not gone.
+func refuseToKill(pid int) (refused, gone bool) {
+	switch {
+	case !validPID(pid):
+		return true, true
+	case pid == 1 || pid == os.Getpid():
+		return true, false
+	}
+	return false, false
+}
+
+// Kill ends the process pid and reports whether it is gone.
+//
+// A pid below 1 is reported gone without any signal, since kill(2) would
+// read it as a process group (0) or every process (-1); likewise a pid above
+// 2³¹-1, which no process can have. Pid 1 and the caller's own pid are never
+// signalled and yield false. A process that is already gone yields true.
+// Otherwise Kill asks the process to stop (SIGTERM; on Windows, which has
+// none, it terminates it at once), waits up to 2 seconds for it to exit,
+// then forces it (SIGKILL) and waits briefly; it returns true iff the
+// process is gone.
+//
+// Where the system has process handles (a pidfd on Linux, a process handle
+// on Windows), every signal goes through one handle opened at the start,
+// so a pid recycled while Kill waits is never signalled, and Kill wakes the
+// moment the process exits. When no handle can be had for want of file
+// descriptors, Kill waits up to 2 seconds for one, then gives up and yields
+// false rather than signal the bare pid. The id of a thread that is not a
+// process's main thread yields false, unsignalled, since kill(2) would
+// signal the thread's whole process. Elsewhere Kill signals the bare pid
+// and polls; see the package doc, Systems.
+func Kill(pid int) bool {
+	if refused, gone := refuseToKill(pid); refused {
+		return gone
+	}
+	return kill(pid, nil)
+}
+
+// KillSlot ends the leaf of slot s, as LiveSlots found it, and reports
+// whether it is gone; it is Kill made safe against the pid being recycled
+// between the scan and the signal. It reads the slot's pid file again
+// (an error if that fails, or if the file no longer names s.PID: the slot
+// has a new leaf, which is not signalled), opens a handle to the process,
+// and only then checks, on the process behind the handle, that it is the
+// leaf: it started no later than 5 seconds after the pid file was last
+// written, or it uses the slot. A stranger that took the pid is never
+// signalled, and the leaf counts as gone. The refusals of Kill (pids 0, -1,
+// 1, the caller) hold here too. An error is a *SlotError.
+//
+// Systems without process handles or start times signal the pid as Kill
+// does; see the package doc, Systems.
+func KillSlot(workspaceDir string, s Slot) (bool, error) {
+	if refused, gone := refuseToKill(s.PID); refused {
+		return gone, nil
+	}
+	path := SwarmPath(workspaceDir)
+	f, err := openDir(path)
+	if err != nil {
+		return false, &SlotError{Op: opStop, Slot: s.Name, Path: path, Err: err}
+	}
+	sw := &swarmDir{path: path, f: f, fd: f.Fd()}
+	defer sw.close()
+	pid, written, err := readPIDFile(sw, s.Name)
+	switch {
+	case err != nil:
+		return false, sw.slotError(opStop, s.Name, err)
+	case pid != s.PID:
+		return false, sw.slotError(opStop, s.Name, fmt.Errorf("%w: it names pid %d, not %d", ErrPIDFileChanged, pid, s.PID))
+	}
+	return kill(pid, func(start time.Time) bool {
+		return !reused(start, written) || sw.usesEntry(s.Name, pid)
+	}), nil
+}
+
+// pollUntil calls done with a backoff from 100µs up to 5ms until it
+// returns true or limit has passed, and reports whether it returned true.
+func pollUntil(done func() bool, limit time.Duration) bool {
+	const (
+		firstPause = 100 * time.Microsecond
+		maxPause   = 5 * time.Millisecond
+	)
+	deadline := time.Now().Add(limit)
+	for pause := firstPause; ; pause = min(2*pause, maxPause) {
+		if done() {
+			return true
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		time.Sleep(min(pause, left))
+	}
+}

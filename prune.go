@@ -1,0 +1,232 @@
+package slotgc
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// PruneDead's mechanics come from each system (prune_linux.go and
+// users_linux.go on Linux, prune_path.go elsewhere, with the locks of
+// slotgc_unix.go and slotgc_windows.go):
+//
+//	(*swarmDir).lockForPrune() (unlock func(), err error)
+//	(*swarmDir).lockEntry(name string) (*entryLock, error)
+//	(*entryLock).release()
+//	(*entryLock).is(sw *swarmDir, name string) bool
+//	(*swarmDir).renameEntry(from, to string) error
+//	(*swarmDir).restoreEntry(from, to string) error
+//	(*swarmDir).removeLocked(l *entryLock, name string) error
+//	(*pruneGuard).check(sw *swarmDir, l *entryLock, name string) error
+//	(*pruneGuard).users(sw *swarmDir, name string) ([]Process, error)
+
+// PruneDead removes the directory tree of every dead slot (see DeadSlots)
+// and returns the names removed, sorted. It takes nothing that is not
+// garbage:
+//
+//   - Each slot is opened and locked before anything else, so several
+//     PruneDead calls, in one process or many, may run at once and never
+//     work on the same slot together.
+//   - Each is checked again right before it goes, detached by renaming it
+//     to a TrashPrefix name inside the swarm directory, and checked once
+//     more there; a slot that came back to life in between is renamed
+//     back, never replacing a slot that took its name meanwhile. So a
+//     concurrent creator of the same slot name never meets a half-deleted
+//     tree.
+//   - A slot that holds a mount point, or is one, is not removed at all: it
+//     stays whole at its name, and its error wraps ErrMountInside and names
+//     the mount point. Unmount it first.
+//   - A slot that some process still uses (its working or root directory is
+//     in the slot, or it holds a file of the slot open) is not removed: an
+//     orphaned job its dead leaf started, a new leaf that has not written
+//     its pid file yet. Its error wraps ErrInUse and names the processes.
+//     DeadSlots still reports it: its leaf is gone.
+//   - No slot is called Reused, and so removed for that, while the swarm
+//     directory's file system stamps times by a clock more than 5 seconds
+//     off this one's (a file server's): the offset is measured once per
+//     call, on a file made and removed in the swarm directory, when the
+//     time rule first says Reused.
+//   - A tree is removed without following any symlink in it or crossing a
+//     mount; where the caller owns a directory it may not write or read
+//     (0555, as Go's module cache leaves them, or 0000), that directory is
+//     made usable (u+rwx) first. What another user owns is never changed.
+//
+// A TrashPrefix entry that no running PruneDead holds (one that crashed,
+// or failed to remove a tree) is finished by the next PruneDead when it is
+// surely garbage: it has no pid file, or its pid file names a dead process.
+// Any other is left in place, with an error.
+//
+// A failure on one slot does not stop the others: err joins one *SlotError
+// per failed slot (or trash entry), which names it and wraps the cause, so
+// errors.Is(err, fs.ErrPermission) works; the names removed are returned
+// with it. An error that holds no *SlotError means the swarm directory
+// itself could not be read. A missing swarm directory yields nil, nil.
+//
+// How much of each guard a system can give is in the package doc, Systems.
+func PruneDead(workspaceDir string) ([]string, error) {
+	sw, entries, err := openSwarm(SwarmPath(workspaceDir))
+	if sw == nil {
+		return nil, err
+	}
+	defer sw.close()
+	unlock, err := sw.lockForPrune()
+	if err != nil {
+		return nil, fmt.Errorf("slotgc: prune: %w", err)
+	}
+	defer unlock()
+	sw.checkFileClock = true
+	statuses, trash := sw.classifyAll(entries)
+	var guard pruneGuard
+	var removed []string
+	var errs []error
+	for _, s := range statuses {
+		if !s.State.Dead() {
+			continue
+		}
+		ok, err := sw.prune(s.Name, &guard)
+		if err != nil {
+			errs = append(errs, sw.slotError(opPrune, s.Name, err))
+		}
+		if ok {
+			removed = append(removed, s.Name)
+		}
+	}
+	for _, name := range trash {
+		if err := sw.finishLeftover(name, &guard); err != nil {
+			errs = append(errs, sw.slotError(opPrune, name, err))
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// Users returns the processes that use each of the named slot directories
+// (their working or root directory is in the slot, or they hold a file of
+// it open), the way PruneDead finds them before it removes a slot; a slot
+// no process uses has no key. On a system that gives no view of the files
+// a process uses, Users finds none (see the package doc, Systems). A slot
+// that cannot be opened, or holds a mount point, makes a *SlotError naming
+// it; the others are still answered.
+func Users(workspaceDir string, slots ...string) (map[string][]Process, error) {
+	sw, err := openSwarmDir(SwarmPath(workspaceDir))
+	if sw == nil {
+		return nil, err
+	}
+	defer sw.close()
+	var guard pruneGuard
+	users := make(map[string][]Process)
+	var errs []error
+	for _, slot := range slots {
+		found, err := guard.users(sw, slot)
+		if err != nil {
+			errs = append(errs, sw.slotError(opUsers, slot, err))
+		}
+		if len(found) > 0 {
+			users[slot] = found
+		}
+	}
+	return users, errors.Join(errs...)
+}
+
+// slotError makes the error of operation op on the swarm entry name.
+func (sw *swarmDir) slotError(op, name string, err error) *SlotError {
+	return &SlotError{Op: op, Slot: name, Path: sw.entryPath(name), Err: err}
+}
+
+// errBusy says another PruneDead holds an entry of the swarm directory.
+var errBusy = errors.New("another PruneDead is at work on it")
+
+// mountInsideError names the mount points found in a tree.
+func mountInsideError(points []string) error {
+	return fmt.Errorf("%w: %s", ErrMountInside, strings.Join(points, ", "))
+}
+
+// trashName returns a new TrashPrefix name, so that no scan takes the entry
+// for a slot: kind, this process's pid and a random suffix.
+func trashName(kind string) string {
+	return TrashPrefix + kind + strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(rand.Uint64(), 36)
+}
+
+// prune removes the slot if it is still dead and no guard refuses,
+// reporting whether it did. A slot that is no longer there, no longer
+// dead, or held by another PruneDead is not an error: another PruneDead,
+// or its owner, got to it first.
+func (sw *swarmDir) prune(slot string, guard *pruneGuard) (bool, error) {
+	lock, err := sw.lockEntry(slot)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errBusy):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	defer lock.release()
+	var ps probeScope
+	if !sw.classify(slot, &ps).State.Dead() {
+		return false, nil
+	}
+	if err := guard.check(sw, lock, slot); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil // its owner removed it while it was being checked
+		}
+		return false, err
+	}
+	trash := trashName("")
+	if err := sw.renameEntry(slot, trash); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("detach: %w", err)
+	}
+	if !lock.is(sw, trash) || !sw.classify(trash, &ps).State.Dead() {
+		return false, sw.restore(trash, slot)
+	}
+	if err := sw.removeLocked(lock, trash); err != nil {
+		return false, fmt.Errorf("remove detached tree %s (the next PruneDead retries): %w", sw.entryPath(trash), err)
+	}
+	return true, nil
+}
+
+// restore puts back a slot that came back to life after it was detached,
+// or a directory that took its name between the lock and the rename.
+func (sw *swarmDir) restore(trashName, slot string) error {
+	trash := sw.entryPath(trashName)
+	err := sw.restoreEntry(trashName, slot)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("slot came back to life while being pruned and a new one took its name; its tree is kept at %s", trash)
+	}
+	return fmt.Errorf("slot came back to life while being pruned; its tree is kept at %s: %w", trash, err)
+}
+
+// finishLeftover removes a trash entry that no PruneDead is at work on, if
+// it is surely garbage.
+func (sw *swarmDir) finishLeftover(name string, guard *pruneGuard) error {
+	lock, err := sw.lockEntry(name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errBusy):
+		return nil
+	case err != nil:
+		return err
+	}
+	defer lock.release()
+	path := sw.entryPath(name)
+	var ps probeScope
+	switch st := sw.classify(name, &ps); {
+	case st.State == Live:
+		return fmt.Errorf("detached tree %s holds live pid %d; left in place", path, st.PID)
+	case st.State == BadPIDFile:
+		return fmt.Errorf("detached tree %s has a pid file that cannot tell whether it is garbage; left in place: %w", path, st.Err)
+	}
+	if err := guard.check(sw, lock, name); err != nil {
+		return fmt.Errorf("detached tree %s: %w", path, err)
+	}
+	if err := sw.removeLocked(lock, name); err != nil {
+		return fmt.Errorf("finish removing detached tree %s: %w", path, err)
+	}
+	return nil
+}
