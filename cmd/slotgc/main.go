@@ -189,7 +189,7 @@ func (c cli) checkWorkspace() (ok bool, code int) {
 	case errors.Is(err, fs.ErrNotExist):
 		note := fmt.Sprintf("no state directory %s: not a swarm workspace, nothing to do", stateDir)
 		if c.json {
-			return false, c.printJSON(map[string]any{"workspace": c.workspace, "swarm": c.swarm, "note": note})
+			return false, c.printJSON(noteJSON{Note: note, placeJSON: c.place()})
 		}
 		fmt.Fprintln(c.stdout, note)
 		return false, exitOK
@@ -197,6 +197,56 @@ func (c cli) checkWorkspace() (ok bool, code int) {
 		return false, c.fail(err)
 	}
 	return true, exitOK
+}
+
+// The JSON envelopes below list their fields in the sorted order of their
+// keys, the order the command has always printed (the envelopes were maps,
+// whose keys encoding/json sorts), so that the output stays byte for byte
+// what scripts have seen. Their shapes are a promise the README makes: no
+// key may be renamed or dropped.
+
+// placeJSON is what every envelope carries: the workspace asked about and
+// the swarm directory read for it. It sorts after every other key, so it is
+// embedded last.
+type placeJSON struct {
+	Swarm     string `json:"swarm"`
+	Workspace string `json:"workspace"`
+}
+
+func (c cli) place() placeJSON {
+	return placeJSON{Swarm: c.swarm, Workspace: c.workspace}
+}
+
+// noteJSON is the output of any command run on a directory that is not a
+// workspace.
+type noteJSON struct {
+	Note string `json:"note"`
+	placeJSON
+}
+
+// statusJSON is the output of status.
+type statusJSON struct {
+	Counts   map[string]int `json:"counts"` // by state, only the states that occur
+	Detached []slotJSON     `json:"detached"`
+	Slots    []slotJSON     `json:"slots"`
+	placeJSON
+}
+
+// pruneJSON is the output of prune.
+type pruneJSON struct {
+	DetachedFinished []string `json:"detached_finished"`
+	DetachedKept     []string `json:"detached_kept"`
+	DryRun           bool     `json:"dry_run"`
+	Error            string   `json:"error,omitempty"`
+	Slots            []string `json:"slots"`
+	placeJSON
+}
+
+// downJSON is the output of down.
+type downJSON struct {
+	DryRun bool       `json:"dry_run"`
+	Leaves []leafJSON `json:"leaves"`
+	placeJSON
 }
 
 func (c cli) printJSON(v any) int {
@@ -278,7 +328,7 @@ func (c cli) status() int {
 		for _, s := range detached {
 			trees = append(trees, newSlotJSON(s, nil))
 		}
-		return c.printJSON(map[string]any{"workspace": c.workspace, "swarm": c.swarm, "slots": slots, "counts": counts, "detached": trees})
+		return c.printJSON(statusJSON{Counts: counts, Detached: trees, Slots: slots, placeJSON: c.place()})
 	}
 	fmt.Fprintf(c.stdout, "swarm directory %s\n", displayName(c.swarm))
 	w := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
@@ -392,13 +442,12 @@ func (c cli) prune(dryRun bool) int {
 		code = exitSlotFailed
 	}
 	if c.json {
-		if names == nil {
-			names = []string{}
+		out := pruneJSON{DetachedFinished: finished, DetachedKept: kept, DryRun: dryRun, Slots: names, placeJSON: c.place()}
+		if out.Slots == nil {
+			out.Slots = []string{} // scripts read a list, even an empty one, never null
 		}
-		out := map[string]any{"workspace": c.workspace, "swarm": c.swarm, "dry_run": dryRun, "slots": names,
-			"detached_finished": finished, "detached_kept": kept}
 		if err != nil {
-			out["error"] = err.Error()
+			out.Error = err.Error()
 		}
 		if jsonCode := c.printJSON(out); jsonCode != exitOK {
 			return jsonCode
@@ -525,7 +574,7 @@ func (c cli) down(dryRun bool) int {
 		for i, s := range live {
 			leaves[i] = leafJSON{Name: s.Name, PID: s.PID, Stopped: stopped[i]}
 		}
-		if jsonCode := c.printJSON(map[string]any{"workspace": c.workspace, "swarm": c.swarm, "dry_run": dryRun, "leaves": leaves}); jsonCode != exitOK {
+		if jsonCode := c.printJSON(downJSON{DryRun: dryRun, Leaves: leaves, placeJSON: c.place()}); jsonCode != exitOK {
 			return jsonCode
 		}
 		return code
