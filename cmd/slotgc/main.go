@@ -33,7 +33,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -199,65 +198,6 @@ func (c cli) checkWorkspace() (ok bool, code int) {
 	return true, exitOK
 }
 
-// The JSON envelopes below list their fields in the sorted order of their
-// keys, the order the command has always printed (the envelopes were maps,
-// whose keys encoding/json sorts), so that the output stays byte for byte
-// what scripts have seen. Their shapes are a promise the README makes: no
-// key may be renamed or dropped.
-
-// placeJSON is what every envelope carries: the workspace asked about and
-// the swarm directory read for it. It sorts after every other key, so it is
-// embedded last.
-type placeJSON struct {
-	Swarm     string `json:"swarm"`
-	Workspace string `json:"workspace"`
-}
-
-func (c cli) place() placeJSON {
-	return placeJSON{Swarm: c.swarm, Workspace: c.workspace}
-}
-
-// noteJSON is the output of any command run on a directory that is not a
-// workspace.
-type noteJSON struct {
-	Note string `json:"note"`
-	placeJSON
-}
-
-// statusJSON is the output of status.
-type statusJSON struct {
-	Counts   map[string]int `json:"counts"` // by state, only the states that occur
-	Detached []slotJSON     `json:"detached"`
-	Slots    []slotJSON     `json:"slots"`
-	placeJSON
-}
-
-// pruneJSON is the output of prune.
-type pruneJSON struct {
-	DetachedFinished []string `json:"detached_finished"`
-	DetachedKept     []string `json:"detached_kept"`
-	DryRun           bool     `json:"dry_run"`
-	Error            string   `json:"error,omitempty"`
-	Slots            []string `json:"slots"`
-	placeJSON
-}
-
-// downJSON is the output of down.
-type downJSON struct {
-	DryRun bool       `json:"dry_run"`
-	Leaves []leafJSON `json:"leaves"`
-	placeJSON
-}
-
-func (c cli) printJSON(v any) int {
-	enc := json.NewEncoder(c.stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return c.fail(err)
-	}
-	return exitOK
-}
-
 // stateText is how the text output names a state.
 var stateText = map[slotgc.State]string{
 	slotgc.Live:       "live",
@@ -265,30 +205,6 @@ var stateText = map[slotgc.State]string{
 	slotgc.Reused:     "dead (reused)",
 	slotgc.NoPIDFile:  "no pid file",
 	slotgc.BadPIDFile: "unusable pid file",
-}
-
-// slotJSON is one slot, or detached tree, in the JSON output of status.
-type slotJSON struct {
-	Name   string        `json:"name"`
-	PID    int           `json:"pid,omitempty"`
-	State  string        `json:"state"`
-	Dead   bool          `json:"dead"`
-	Error  string        `json:"error,omitempty"`
-	UsedBy []processJSON `json:"used_by,omitempty"`
-}
-
-// processJSON is a process that uses a slot.
-type processJSON struct {
-	PID     int    `json:"pid"`
-	Command string `json:"command"`
-}
-
-func newSlotJSON(s slotgc.SlotStatus, users []slotgc.Process) slotJSON {
-	j := slotJSON{Name: s.Name, PID: s.PID, State: s.State.String(), Dead: s.State.Dead(), Error: cause(s.Err)}
-	for _, u := range users {
-		j.UsedBy = append(j.UsedBy, processJSON{u.PID, u.Command})
-	}
-	return j
 }
 
 func (c cli) status() int {
@@ -525,13 +441,6 @@ func keptReason(before []slotgc.SlotStatus, name string, pruneErr error) string 
 
 // maxStopping bounds how many leaves down stops at the same time.
 const maxStopping = 64
-
-// leafJSON is one live leaf in the JSON output of down.
-type leafJSON struct {
-	Name    string `json:"name"`
-	PID     int    `json:"pid"`
-	Stopped bool   `json:"stopped"`
-}
 
 func (c cli) down(dryRun bool) int {
 	if ok, code := c.checkWorkspace(); !ok {
