@@ -40,6 +40,15 @@ func TestStatusInUse(t *testing.T) {
 	if got, want := status.Slots[0].UsedBy, []processJSON{{job, comm}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("slotgc -json status used_by = %+v, want %+v", got, want)
 	}
+	var decoded struct{ Slots []any }
+	if err := json.Unmarshal([]byte(r.stdout), &decoded); err != nil {
+		t.Fatal(err)
+	}
+	wantShape := object{"name": "string", "pid": "number", "state": "string", "dead": "bool",
+		"used_by": array{object{"pid": "number", "command": "string"}}}
+	if got := jsonShape(decoded.Slots[0]); !reflect.DeepEqual(got, any(wantShape)) {
+		t.Errorf("slotgc -json status slot shape = %s, want %s", shapeText(got), shapeText(wantShape))
+	}
 	r = runSlotgc(t, "-C", ws, "prune")
 	if r.code != 1 || r.stdout != "removed 0 dead slots\n" || !strings.Contains(r.stderr, fmt.Sprintf("in use by pid %d", job)) {
 		t.Errorf("slotgc prune = %+v, want exit 1 naming pid %d", r, job)

@@ -512,3 +512,144 @@ func TestDemo(t *testing.T) {
 		t.Errorf("slotgc down on the demo = %+v; leaf %d alive: %v", r, leaf, slotgc.Alive(leaf))
 	}
 }
+
+// object and array spell the shapes TestJSONShape expects, as jsonShape
+// gives them.
+type (
+	object = map[string]any
+	array  = []any
+)
+
+// jsonShape returns v, a value decoded from JSON, with every string, number,
+// bool and null replaced by the name of its type, so that two outputs have
+// the same shape exactly when they have the same keys, nesting and types.
+func jsonShape(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		shape := make(object, len(v))
+		for key, value := range v {
+			shape[key] = jsonShape(value)
+		}
+		return shape
+	case []any:
+		shape := make(array, len(v))
+		for i, value := range v {
+			shape[i] = jsonShape(value)
+		}
+		return shape
+	case string:
+		return "string"
+	case float64:
+		return "number"
+	case bool:
+		return "bool"
+	case nil:
+		return "null"
+	}
+	panic(fmt.Sprintf("jsonShape: %T is not a type encoding/json decodes into", v))
+}
+
+// shapeText shows a shape compactly, its keys sorted, for a failure message.
+func shapeText(shape any) string {
+	text, err := json.Marshal(shape)
+	if err != nil {
+		return fmt.Sprint(shape)
+	}
+	return string(text)
+}
+
+// TestJSONShape holds every -json output to the shape the README promises:
+// the same keys, nesting and types, with pid, error and used_by left out
+// where the README says. The other tests decode into the command's own
+// structs, which would follow a renamed json tag; this one would not.
+func TestJSONShape(t *testing.T) {
+	// populated is the workspace of workspace, plus two detached trees: one
+	// with no pid file, which prune finishes, and one holding the live
+	// leaf's pid, which prune keeps and reports as an error.
+	populated := func(t *testing.T) string {
+		t.Helper()
+		ws, child := workspace(t)
+		swarm := filepath.Join(ws, slotgc.SwarmDir)
+		for _, name := range []string{slotgc.TrashPrefix + "1.garbage", slotgc.TrashPrefix + "2.kept"} {
+			if err := os.Mkdir(filepath.Join(swarm, name), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(swarm, slotgc.TrashPrefix+"2.kept", slotgc.PIDFile), []byte(strconv.Itoa(child.Process.Pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return ws
+	}
+	empty := func(t *testing.T) string {
+		t.Helper()
+		ws := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(ws, slotgc.SwarmDir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return ws
+	}
+	notWorkspace := func(t *testing.T) string { return t.TempDir() }
+
+	withPID := object{"name": "string", "pid": "number", "state": "string", "dead": "bool"}
+	withError := object{"name": "string", "state": "string", "dead": "bool", "error": "string"}
+	leaf := object{"name": "string", "pid": "number", "stopped": "bool"}
+	note := object{"note": "string", "swarm": "string", "workspace": "string"}
+	tests := []struct {
+		name     string
+		layout   func(*testing.T) string
+		args     []string
+		wantCode int
+		want     object
+	}{
+		{"status", populated, []string{"-json", "status"}, 0, object{
+			"counts":    object{"bad-pid-file": "number", "gone": "number", "live": "number", "no-pid-file": "number"},
+			"detached":  array{withError, withPID},
+			"slots":     array{withError, withPID, withError, withPID}, // broken, dead, half-built, live
+			"swarm":     "string",
+			"workspace": "string",
+		}},
+		{"status of an empty swarm", empty, []string{"-json", "status"}, 0, object{
+			"counts": object{}, "detached": array{}, "slots": array{}, "swarm": "string", "workspace": "string",
+		}},
+		{"prune -n", populated, []string{"-json", "prune", "-n"}, 0, object{
+			"detached_finished": array{"string"}, "detached_kept": array{"string"}, "dry_run": "bool",
+			"slots": array{"string"}, "swarm": "string", "workspace": "string",
+		}},
+		{"prune keeping a tree", populated, []string{"-json", "prune"}, 1, object{
+			"detached_finished": array{"string"}, "detached_kept": array{"string"}, "dry_run": "bool", "error": "string",
+			"slots": array{"string"}, "swarm": "string", "workspace": "string",
+		}},
+		{"prune of an empty swarm", empty, []string{"-json", "prune"}, 0, object{
+			"detached_finished": array{}, "detached_kept": array{}, "dry_run": "bool",
+			"slots": array{}, "swarm": "string", "workspace": "string",
+		}},
+		{"down -n", populated, []string{"-json", "down", "-n"}, 0, object{
+			"dry_run": "bool", "leaves": array{leaf}, "swarm": "string", "workspace": "string",
+		}},
+		{"down", populated, []string{"-json", "down"}, 0, object{
+			"dry_run": "bool", "leaves": array{leaf}, "swarm": "string", "workspace": "string",
+		}},
+		{"down in an empty swarm", empty, []string{"-json", "down"}, 0, object{
+			"dry_run": "bool", "leaves": array{}, "swarm": "string", "workspace": "string",
+		}},
+		{"status of no workspace", notWorkspace, []string{"-json", "status"}, 0, note},
+		{"prune of no workspace", notWorkspace, []string{"-json", "prune"}, 0, note},
+		{"down in no workspace", notWorkspace, []string{"-json", "down"}, 0, note},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runSlotgc(t, append([]string{"-C", tc.layout(t)}, tc.args...)...)
+			command := "slotgc " + strings.Join(tc.args, " ")
+			if r.code != tc.wantCode {
+				t.Errorf("%s = exit %d (stderr %q), want exit %d", command, r.code, r.stderr, tc.wantCode)
+			}
+			var got any
+			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+				t.Fatalf("%s printed %q, want one JSON object: %v", command, r.stdout, err)
+			}
+			if shape := jsonShape(got); !reflect.DeepEqual(shape, any(tc.want)) {
+				t.Errorf("%s shape = %s, want %s", command, shapeText(shape), shapeText(tc.want))
+			}
+		})
+	}
+}
