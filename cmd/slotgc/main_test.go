@@ -1,179 +1,18 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/bones-swarm/slotgc"
 )
-
-// helperEnv makes the test binary a helper child instead: "sleep" says
-// ready and sleeps until killed; "exit" exits at once.
-const helperEnv = "SLOTGC_CMD_TEST_HELPER"
-
-const (
-	childLifetime = 5 * time.Minute
-	settleTimeout = 10 * time.Second
-)
-
-// slotgcBin is the command under test, built once by TestMain.
-var slotgcBin string
-
-func TestMain(m *testing.M) {
-	switch os.Getenv(helperEnv) {
-	case "sleep":
-		fmt.Println("ready")
-		time.Sleep(childLifetime)
-		os.Exit(0)
-	case "exit":
-		os.Exit(0)
-	}
-	// The tests lay out their own state directories; see TestStateDirEnv.
-	os.Unsetenv(slotgc.StateDirEnv)
-	dir, err := os.MkdirTemp("", "slotgc-cmd-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	// World-readable, so that the permission tests can run it as uid 65534.
-	os.Chmod(dir, 0o755)
-	slotgcBin = filepath.Join(dir, "slotgc")
-	if runtime.GOOS == "windows" {
-		slotgcBin += ".exe"
-	}
-	build := exec.Command("go", "build", "-o", slotgcBin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building slotgc:", err)
-		os.RemoveAll(dir)
-		os.Exit(2)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// result is what one run of the command printed and returned.
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-// slotgcCmd returns the command under test with args, ready to run.
-func slotgcCmd(args ...string) *exec.Cmd {
-	return exec.Command(slotgcBin, args...)
-}
-
-func runCmd(t *testing.T, cmd *exec.Cmd) result {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("running %v: %v", cmd.Args, err)
-	}
-	return result{stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()}
-}
-
-func runSlotgc(t *testing.T, args ...string) result {
-	t.Helper()
-	return runCmd(t, slotgcCmd(args...))
-}
-
-// startChild starts a sleeping helper child, waits until it is ready, and
-// kills and reaps it when the test ends.
-func startChild(t *testing.T) *exec.Cmd {
-	t.Helper()
-	return startChildIn(t, "")
-}
-
-// startChildIn is startChild with the child's working directory dir (the
-// test's own when empty).
-func startChildIn(t *testing.T, dir string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), helperEnv+"=sleep")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	ready := make(chan bool, 1)
-	go func() { ready <- bufio.NewScanner(stdout).Scan() }()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatal("child did not say ready")
-		}
-	case <-time.After(settleTimeout):
-		t.Fatal("child not ready in time")
-	}
-	return cmd
-}
-
-// deadPID returns the pid of a child that was started and reaped.
-func deadPID(t *testing.T) int {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=exit")
-	if err := cmd.Run(); err != nil {
-		t.Fatal(err)
-	}
-	return cmd.Process.Pid
-}
-
-// workspace makes a workspace with the slots live (naming a live child),
-// dead (a reaped child), half-built (no pid file) and broken (no pid in
-// its pid file), and returns it with the live child.
-func workspace(t *testing.T) (string, *exec.Cmd) {
-	t.Helper()
-	ws := t.TempDir()
-	child := startChild(t)
-	slots := map[string]string{
-		"live":       strconv.Itoa(child.Process.Pid) + "\n",
-		"dead":       strconv.Itoa(deadPID(t)) + "\n",
-		"half-built": "",
-		"broken":     "not a pid\n",
-	}
-	for name, content := range slots {
-		dir := filepath.Join(ws, slotgc.SwarmDir, name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if content != "" {
-			if err := os.WriteFile(filepath.Join(dir, slotgc.PIDFile), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return ws, child
-}
-
-func slotExists(t *testing.T, ws, name string) bool {
-	t.Helper()
-	_, err := os.Lstat(filepath.Join(ws, slotgc.SwarmDir, name))
-	return err == nil
-}
 
 func TestStatus(t *testing.T) {
 	ws, child := workspace(t)
@@ -511,51 +350,6 @@ func TestDemo(t *testing.T) {
 	if r := runSlotgc(t, "-C", ws, "down"); r.code != 0 || slotgc.Alive(leaf) {
 		t.Errorf("slotgc down on the demo = %+v; leaf %d alive: %v", r, leaf, slotgc.Alive(leaf))
 	}
-}
-
-// object and array spell the shapes TestJSONShape expects, as jsonShape
-// gives them.
-type (
-	object = map[string]any
-	array  = []any
-)
-
-// jsonShape returns v, a value decoded from JSON, with every string, number,
-// bool and null replaced by the name of its type, so that two outputs have
-// the same shape exactly when they have the same keys, nesting and types.
-func jsonShape(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		shape := make(object, len(v))
-		for key, value := range v {
-			shape[key] = jsonShape(value)
-		}
-		return shape
-	case []any:
-		shape := make(array, len(v))
-		for i, value := range v {
-			shape[i] = jsonShape(value)
-		}
-		return shape
-	case string:
-		return "string"
-	case float64:
-		return "number"
-	case bool:
-		return "bool"
-	case nil:
-		return "null"
-	}
-	panic(fmt.Sprintf("jsonShape: %T is not a type encoding/json decodes into", v))
-}
-
-// shapeText shows a shape compactly, its keys sorted, for a failure message.
-func shapeText(shape any) string {
-	text, err := json.Marshal(shape)
-	if err != nil {
-		return fmt.Sprint(shape)
-	}
-	return string(text)
 }
 
 // TestJSONShape holds every -json output to the shape the README promises:
