@@ -148,30 +148,49 @@ func deadPID(t *testing.T) int {
 	return cmd.Process.Pid
 }
 
+// checkStoppedPolitely waits for child, a leaf the test had slotgc stop, and
+// fails the test unless the leaf ended by the polite request slotgc makes
+// before it forces.
+func checkStoppedPolitely(t *testing.T, child *exec.Cmd) {
+	t.Helper()
+	if err := child.Wait(); err == nil || !killedPolitely(child.ProcessState) {
+		t.Errorf("leaf %d ended with %v, want it stopped by the polite request", child.Process.Pid, err)
+	}
+}
+
+// makeSlot makes the directory name, a slot or a detached tree, in the
+// swarm directory swarm, and returns it.
+func makeSlot(t *testing.T, swarm, name string) string {
+	t.Helper()
+	dir := filepath.Join(swarm, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// makeSlotWithPIDFile is makeSlot with a pid file holding content.
+func makeSlotWithPIDFile(t *testing.T, swarm, name, content string) string {
+	t.Helper()
+	dir := makeSlot(t, swarm, name)
+	if err := os.WriteFile(filepath.Join(dir, slotgc.PIDFile), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // workspace makes a workspace with the slots live (naming a live child),
 // dead (a reaped child), half-built (no pid file) and broken (no pid in
 // its pid file), and returns it with the live child.
 func workspace(t *testing.T) (string, *exec.Cmd) {
 	t.Helper()
 	ws := t.TempDir()
+	swarm := filepath.Join(ws, slotgc.SwarmDir)
 	child := startChild(t)
-	slots := map[string]string{
-		"live":       strconv.Itoa(child.Process.Pid) + "\n",
-		"dead":       strconv.Itoa(deadPID(t)) + "\n",
-		"half-built": "",
-		"broken":     "not a pid\n",
-	}
-	for name, content := range slots {
-		dir := filepath.Join(ws, slotgc.SwarmDir, name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if content != "" {
-			if err := os.WriteFile(filepath.Join(dir, slotgc.PIDFile), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	makeSlotWithPIDFile(t, swarm, "live", strconv.Itoa(child.Process.Pid)+"\n")
+	makeSlotWithPIDFile(t, swarm, "dead", strconv.Itoa(deadPID(t))+"\n")
+	makeSlot(t, swarm, "half-built")
+	makeSlotWithPIDFile(t, swarm, "broken", "not a pid\n")
 	return ws, child
 }
 

@@ -38,7 +38,7 @@ func TestDownFailureExitCode(t *testing.T) {
 		t.Errorf("slotgc down as nobody against root's leaf = %+v, want exit 1 naming the slot", r)
 	}
 	if !slotgc.Alive(child.Process.Pid) {
-		t.Error("nobody stopped root's leaf")
+		t.Error("slotgc down as nobody stopped root's leaf, want it left running")
 	}
 }
 
@@ -55,17 +55,11 @@ func TestForgedNames(t *testing.T) {
 		"z\x1b[2K\x1b[1Alive",
 	}
 	for _, name := range forged {
-		dir := filepath.Join(ws, slotgc.SwarmDir, name)
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, slotgc.PIDFile), []byte(strconv.Itoa(dead)), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		makeSlotWithPIDFile(t, filepath.Join(ws, slotgc.SwarmDir), name, strconv.Itoa(dead))
 	}
 	r := runSlotgc(t, "-C", ws, "status")
 	if strings.ContainsAny(r.stdout, "\r\x1b") || strings.Count(r.stdout, "\n") != 1+1+4+len(forged)+1 {
-		t.Errorf("slotgc status = %q: a name broke the lines", r.stdout)
+		t.Errorf("slotgc status = %q, want no name to break a line", r.stdout)
 	}
 	for _, name := range forged {
 		if !strings.Contains(r.stdout, strconv.Quote(name)+" ") {
@@ -74,6 +68,6 @@ func TestForgedNames(t *testing.T) {
 	}
 	r = runSlotgc(t, "-C", ws, "prune", "-n")
 	if strings.ContainsAny(r.stdout, "\r\x1b") || strings.Count(r.stdout, "\n") != 1+len(forged)+1 {
-		t.Errorf("slotgc prune -n = %q: a name broke the lines", r.stdout)
+		t.Errorf("slotgc prune -n = %q, want no name to break a line", r.stdout)
 	}
 }
