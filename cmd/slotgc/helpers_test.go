@@ -97,7 +97,10 @@ func helperCmd(t *testing.T, mode string) *exec.Cmd {
 		t.Fatalf("no helper mode %q is registered", mode)
 	}
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
+	// Under the race detector a process waits a second as it exits, for
+	// reports from other threads a helper never makes; deadPID alone would
+	// cost most tests that second.
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode, "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
 	return cmd
 }
 
