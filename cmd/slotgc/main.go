@@ -33,7 +33,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -189,7 +188,7 @@ func (c cli) checkWorkspace() (ok bool, code int) {
 	case errors.Is(err, fs.ErrNotExist):
 		note := fmt.Sprintf("no state directory %s: not a swarm workspace, nothing to do", stateDir)
 		if c.json {
-			return false, c.printJSON(map[string]any{"workspace": c.workspace, "swarm": c.swarm, "note": note})
+			return false, c.printJSON(noteJSON{Note: note, placeJSON: c.place()})
 		}
 		fmt.Fprintln(c.stdout, note)
 		return false, exitOK
@@ -199,15 +198,6 @@ func (c cli) checkWorkspace() (ok bool, code int) {
 	return true, exitOK
 }
 
-func (c cli) printJSON(v any) int {
-	enc := json.NewEncoder(c.stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return c.fail(err)
-	}
-	return exitOK
-}
-
 // stateText is how the text output names a state.
 var stateText = map[slotgc.State]string{
 	slotgc.Live:       "live",
@@ -215,30 +205,6 @@ var stateText = map[slotgc.State]string{
 	slotgc.Reused:     "dead (reused)",
 	slotgc.NoPIDFile:  "no pid file",
 	slotgc.BadPIDFile: "unusable pid file",
-}
-
-// slotJSON is one slot, or detached tree, in the JSON output of status.
-type slotJSON struct {
-	Name   string        `json:"name"`
-	PID    int           `json:"pid,omitempty"`
-	State  string        `json:"state"`
-	Dead   bool          `json:"dead"`
-	Error  string        `json:"error,omitempty"`
-	UsedBy []processJSON `json:"used_by,omitempty"`
-}
-
-// processJSON is a process that uses a slot.
-type processJSON struct {
-	PID     int    `json:"pid"`
-	Command string `json:"command"`
-}
-
-func newSlotJSON(s slotgc.SlotStatus, users []slotgc.Process) slotJSON {
-	j := slotJSON{Name: s.Name, PID: s.PID, State: s.State.String(), Dead: s.State.Dead(), Error: cause(s.Err)}
-	for _, u := range users {
-		j.UsedBy = append(j.UsedBy, processJSON{u.PID, u.Command})
-	}
-	return j
 }
 
 func (c cli) status() int {
@@ -278,7 +244,7 @@ func (c cli) status() int {
 		for _, s := range detached {
 			trees = append(trees, newSlotJSON(s, nil))
 		}
-		return c.printJSON(map[string]any{"workspace": c.workspace, "swarm": c.swarm, "slots": slots, "counts": counts, "detached": trees})
+		return c.printJSON(statusJSON{Counts: counts, Detached: trees, Slots: slots, placeJSON: c.place()})
 	}
 	fmt.Fprintf(c.stdout, "swarm directory %s\n", displayName(c.swarm))
 	w := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
@@ -392,13 +358,12 @@ func (c cli) prune(dryRun bool) int {
 		code = exitSlotFailed
 	}
 	if c.json {
-		if names == nil {
-			names = []string{}
+		out := pruneJSON{DetachedFinished: finished, DetachedKept: kept, DryRun: dryRun, Slots: names, placeJSON: c.place()}
+		if out.Slots == nil {
+			out.Slots = []string{} // scripts read a list, even an empty one, never null
 		}
-		out := map[string]any{"workspace": c.workspace, "swarm": c.swarm, "dry_run": dryRun, "slots": names,
-			"detached_finished": finished, "detached_kept": kept}
 		if err != nil {
-			out["error"] = err.Error()
+			out.Error = err.Error()
 		}
 		if jsonCode := c.printJSON(out); jsonCode != exitOK {
 			return jsonCode
@@ -477,13 +442,6 @@ func keptReason(before []slotgc.SlotStatus, name string, pruneErr error) string 
 // maxStopping bounds how many leaves down stops at the same time.
 const maxStopping = 64
 
-// leafJSON is one live leaf in the JSON output of down.
-type leafJSON struct {
-	Name    string `json:"name"`
-	PID     int    `json:"pid"`
-	Stopped bool   `json:"stopped"`
-}
-
 func (c cli) down(dryRun bool) int {
 	if ok, code := c.checkWorkspace(); !ok {
 		return code
@@ -525,7 +483,7 @@ func (c cli) down(dryRun bool) int {
 		for i, s := range live {
 			leaves[i] = leafJSON{Name: s.Name, PID: s.PID, Stopped: stopped[i]}
 		}
-		if jsonCode := c.printJSON(map[string]any{"workspace": c.workspace, "swarm": c.swarm, "dry_run": dryRun, "leaves": leaves}); jsonCode != exitOK {
+		if jsonCode := c.printJSON(downJSON{DryRun: dryRun, Leaves: leaves, placeJSON: c.place()}); jsonCode != exitOK {
 			return jsonCode
 		}
 		return code

@@ -1,179 +1,18 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/bones-swarm/slotgc"
 )
-
-// helperEnv makes the test binary a helper child instead: "sleep" says
-// ready and sleeps until killed; "exit" exits at once.
-const helperEnv = "SLOTGC_CMD_TEST_HELPER"
-
-const (
-	childLifetime = 5 * time.Minute
-	settleTimeout = 10 * time.Second
-)
-
-// slotgcBin is the command under test, built once by TestMain.
-var slotgcBin string
-
-func TestMain(m *testing.M) {
-	switch os.Getenv(helperEnv) {
-	case "sleep":
-		fmt.Println("ready")
-		time.Sleep(childLifetime)
-		os.Exit(0)
-	case "exit":
-		os.Exit(0)
-	}
-	// The tests lay out their own state directories; see TestStateDirEnv.
-	os.Unsetenv(slotgc.StateDirEnv)
-	dir, err := os.MkdirTemp("", "slotgc-cmd-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	// World-readable, so that the permission tests can run it as uid 65534.
-	os.Chmod(dir, 0o755)
-	slotgcBin = filepath.Join(dir, "slotgc")
-	if runtime.GOOS == "windows" {
-		slotgcBin += ".exe"
-	}
-	build := exec.Command("go", "build", "-o", slotgcBin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building slotgc:", err)
-		os.RemoveAll(dir)
-		os.Exit(2)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// result is what one run of the command printed and returned.
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-// slotgcCmd returns the command under test with args, ready to run.
-func slotgcCmd(args ...string) *exec.Cmd {
-	return exec.Command(slotgcBin, args...)
-}
-
-func runCmd(t *testing.T, cmd *exec.Cmd) result {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("running %v: %v", cmd.Args, err)
-	}
-	return result{stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()}
-}
-
-func runSlotgc(t *testing.T, args ...string) result {
-	t.Helper()
-	return runCmd(t, slotgcCmd(args...))
-}
-
-// startChild starts a sleeping helper child, waits until it is ready, and
-// kills and reaps it when the test ends.
-func startChild(t *testing.T) *exec.Cmd {
-	t.Helper()
-	return startChildIn(t, "")
-}
-
-// startChildIn is startChild with the child's working directory dir (the
-// test's own when empty).
-func startChildIn(t *testing.T, dir string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), helperEnv+"=sleep")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	ready := make(chan bool, 1)
-	go func() { ready <- bufio.NewScanner(stdout).Scan() }()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatal("child did not say ready")
-		}
-	case <-time.After(settleTimeout):
-		t.Fatal("child not ready in time")
-	}
-	return cmd
-}
-
-// deadPID returns the pid of a child that was started and reaped.
-func deadPID(t *testing.T) int {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=exit")
-	if err := cmd.Run(); err != nil {
-		t.Fatal(err)
-	}
-	return cmd.Process.Pid
-}
-
-// workspace makes a workspace with the slots live (naming a live child),
-// dead (a reaped child), half-built (no pid file) and broken (no pid in
-// its pid file), and returns it with the live child.
-func workspace(t *testing.T) (string, *exec.Cmd) {
-	t.Helper()
-	ws := t.TempDir()
-	child := startChild(t)
-	slots := map[string]string{
-		"live":       strconv.Itoa(child.Process.Pid) + "\n",
-		"dead":       strconv.Itoa(deadPID(t)) + "\n",
-		"half-built": "",
-		"broken":     "not a pid\n",
-	}
-	for name, content := range slots {
-		dir := filepath.Join(ws, slotgc.SwarmDir, name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if content != "" {
-			if err := os.WriteFile(filepath.Join(dir, slotgc.PIDFile), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return ws, child
-}
-
-func slotExists(t *testing.T, ws, name string) bool {
-	t.Helper()
-	_, err := os.Lstat(filepath.Join(ws, slotgc.SwarmDir, name))
-	return err == nil
-}
 
 func TestStatus(t *testing.T) {
 	ws, child := workspace(t)
@@ -181,7 +20,7 @@ func TestStatus(t *testing.T) {
 	r := runSlotgc(t, "-C", ws, "status")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if header := "swarm directory " + filepath.Join(ws, slotgc.SwarmDir); lines[0] != header {
-		t.Errorf("status line 0 = %q, want %q", lines[0], header)
+		t.Errorf("slotgc status line 0 = %q, want %q", lines[0], header)
 	}
 	lines = lines[1:]
 	want := [][]string{
@@ -192,16 +31,16 @@ func TestStatus(t *testing.T) {
 		{"live", strconv.Itoa(pid), "live"},
 	}
 	if r.code != 0 || r.stderr != "" || len(lines) != len(want)+1 {
-		t.Fatalf("slotgc status = %d, stdout %q, stderr %q; want 0, %d lines, no stderr", r.code, r.stdout, r.stderr, len(want)+1)
+		t.Fatalf("slotgc status = %+v, want exit 0, %d lines and no stderr", r, 1+len(want)+1)
 	}
 	for i, w := range want {
 		fields := strings.SplitN(strings.Join(strings.Fields(lines[i]), " "), " ", 3)
 		if fields[0] != w[0] || w[1] != "" && fields[1] != w[1] || fields[2] != w[2] {
-			t.Errorf("status line %d = %q, want fields %q", i, lines[i], w)
+			t.Errorf("slotgc status line %d = %q, want fields %q", i+1, lines[i], w)
 		}
 	}
 	if got, want := lines[len(lines)-1], "4 slots: 1 live, 1 dead (1 gone, 0 reused), 1 without a pid file, 1 with an unusable one"; got != want {
-		t.Errorf("summary = %q, want %q", got, want)
+		t.Errorf("slotgc status summary = %q, want %q", got, want)
 	}
 	if def := runSlotgc(t, "-C", ws); def != r {
 		t.Errorf("slotgc with no command = %+v, want the same as status: %+v", def, r)
@@ -212,7 +51,7 @@ func TestStatusJSON(t *testing.T) {
 	ws, child := workspace(t)
 	r := runSlotgc(t, "-C", ws, "-json", "status")
 	if r.code != 0 || r.stderr != "" {
-		t.Fatalf("slotgc -json status = %d, stderr %q; want 0, none", r.code, r.stderr)
+		t.Fatalf("slotgc -json status = %+v, want exit 0 and no stderr", r)
 	}
 	var got struct {
 		Workspace string
@@ -221,41 +60,40 @@ func TestStatusJSON(t *testing.T) {
 		Counts    map[string]int
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
-		t.Fatalf("slotgc -json status printed %q: %v", r.stdout, err)
+		t.Fatalf("slotgc -json status printed %q, want JSON: %v", r.stdout, err)
 	}
 	if got.Workspace != ws || got.Swarm != filepath.Join(ws, slotgc.SwarmDir) {
-		t.Errorf("workspace, swarm = %q, %q, want %q, %q", got.Workspace, got.Swarm, ws, filepath.Join(ws, slotgc.SwarmDir))
+		t.Errorf("slotgc -json status workspace, swarm = %q, %q, want %q, %q", got.Workspace, got.Swarm, ws, filepath.Join(ws, slotgc.SwarmDir))
 	}
 	wantStates := []struct {
 		name, state string
 		dead        bool
 	}{{"broken", "bad-pid-file", false}, {"dead", "gone", true}, {"half-built", "no-pid-file", false}, {"live", "live", false}}
 	if len(got.Slots) != len(wantStates) {
-		t.Fatalf("slots = %+v, want %d", got.Slots, len(wantStates))
+		t.Fatalf("slotgc -json status slots = %+v, want %d of them", got.Slots, len(wantStates))
 	}
 	for i, w := range wantStates {
-		s := got.Slots[i]
-		if s.Name != w.name || s.State != w.state || s.Dead != w.dead {
-			t.Errorf("slot %d = %+v, want %s %s dead=%v", i, s, w.name, w.state, w.dead)
+		if s := got.Slots[i]; s.Name != w.name || s.State != w.state || s.Dead != w.dead {
+			t.Errorf("slotgc -json status slot %d = %+v, want %s %s dead=%v", i, s, w.name, w.state, w.dead)
 		}
 	}
 	if got.Slots[3].PID != child.Process.Pid || got.Slots[0].PID != 0 || got.Slots[0].Error == "" {
-		t.Errorf("slots = %+v: want the live child's pid on live, no pid and an error on broken", got.Slots)
+		t.Errorf("slotgc -json status slots = %+v, want the live child's pid on live, no pid and an error on broken", got.Slots)
 	}
 	wantCounts := map[string]int{"live": 1, "gone": 1, "no-pid-file": 1, "bad-pid-file": 1}
 	if !reflect.DeepEqual(got.Counts, wantCounts) {
-		t.Errorf("counts = %v, want %v", got.Counts, wantCounts)
+		t.Errorf("slotgc -json status counts = %v, want %v", got.Counts, wantCounts)
 	}
 }
 
 func TestPrune(t *testing.T) {
 	ws, _ := workspace(t)
 	r := runSlotgc(t, "-C", ws, "prune", "-n")
-	if r.code != 0 || r.stdout != "would remove dead\nwould remove 1 dead slot\n" || r.stderr != "" {
-		t.Errorf("slotgc prune -n = %+v", r)
+	if want := (result{stdout: "would remove dead\nwould remove 1 dead slot\n"}); r != want {
+		t.Errorf("slotgc prune -n = %+v, want %+v", r, want)
 	}
 	if !slotExists(t, ws, "dead") {
-		t.Fatal("prune -n removed the dead slot")
+		t.Fatal("slotgc prune -n removed the dead slot")
 	}
 	r = runSlotgc(t, "-C", ws, "-json", "prune")
 	var got struct {
@@ -264,18 +102,18 @@ func TestPrune(t *testing.T) {
 		Error  string
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
-		t.Fatalf("slotgc -json prune = %+v: %v", r, err)
+		t.Fatalf("slotgc -json prune = %+v (%v), want exit 0 and JSON", r, err)
 	}
 	if got.DryRun || !reflect.DeepEqual(got.Slots, []string{"dead"}) || got.Error != "" {
 		t.Errorf("slotgc -json prune = %+v, want slots [dead], no dry run, no error", got)
 	}
 	for name, want := range map[string]bool{"dead": false, "live": true, "half-built": true, "broken": true} {
-		if slotExists(t, ws, name) != want {
-			t.Errorf("after prune, slot %s exists = %v, want %v", name, !want, want)
+		if got := slotExists(t, ws, name); got != want {
+			t.Errorf("after slotgc prune, slot %s exists = %v, want %v", name, got, want)
 		}
 	}
-	if r := runSlotgc(t, "-C", ws, "prune"); r.code != 0 || r.stdout != "removed 0 dead slots\n" {
-		t.Errorf("second slotgc prune = %+v", r)
+	if r, want := runSlotgc(t, "-C", ws, "prune"), (result{stdout: "removed 0 dead slots\n"}); r != want {
+		t.Errorf("second slotgc prune = %+v, want %+v", r, want)
 	}
 }
 
@@ -283,11 +121,11 @@ func TestDown(t *testing.T) {
 	ws, child := workspace(t)
 	pid := child.Process.Pid
 	r := runSlotgc(t, "-C", ws, "down", "-n")
-	if want := fmt.Sprintf("would stop live (pid %d)\nwould stop 1 live leaf\n", pid); r.code != 0 || r.stdout != want {
-		t.Errorf("slotgc down -n = %+v, want stdout %q", r, want)
+	if want := (result{stdout: fmt.Sprintf("would stop live (pid %d)\nwould stop 1 live leaf\n", pid)}); r != want {
+		t.Errorf("slotgc down -n = %+v, want %+v", r, want)
 	}
 	if !slotgc.Alive(pid) {
-		t.Fatal("down -n stopped the leaf")
+		t.Fatal("slotgc down -n stopped the leaf")
 	}
 	r = runSlotgc(t, "-C", ws, "-json", "down")
 	var got struct {
@@ -295,14 +133,12 @@ func TestDown(t *testing.T) {
 		Leaves []leafJSON
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
-		t.Fatalf("slotgc -json down = %+v: %v", r, err)
+		t.Fatalf("slotgc -json down = %+v (%v), want exit 0 and JSON", r, err)
 	}
 	if want := []leafJSON{{"live", pid, true}}; got.DryRun || !reflect.DeepEqual(got.Leaves, want) {
-		t.Errorf("slotgc -json down = %+v, want leaves %+v", got, want)
+		t.Errorf("slotgc -json down = %+v, want leaves %+v and no dry run", got, want)
 	}
-	if err := child.Wait(); err == nil || !killedPolitely(child.ProcessState) {
-		t.Errorf("the leaf ended with %v, want the polite request", err)
-	}
+	checkStoppedPolitely(t, child)
 }
 
 func TestDownConcurrent(t *testing.T) {
@@ -312,22 +148,14 @@ func TestDownConcurrent(t *testing.T) {
 	for i := range leaves {
 		child := startChild(t)
 		children = append(children, child)
-		dir := filepath.Join(ws, slotgc.SwarmDir, fmt.Sprintf("leaf-%d", i))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, slotgc.PIDFile), []byte(strconv.Itoa(child.Process.Pid)), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		makeSlotWithPIDFile(t, filepath.Join(ws, slotgc.SwarmDir), fmt.Sprintf("leaf-%d", i), strconv.Itoa(child.Process.Pid))
 	}
 	r := runSlotgc(t, "-C", ws, "down")
-	if r.code != 0 || !strings.HasSuffix(r.stdout, fmt.Sprintf("stopped %d of %d live leaves\n", leaves, leaves)) {
-		t.Errorf("slotgc down = %+v", r)
+	if want := fmt.Sprintf("stopped %d of %d live leaves\n", leaves, leaves); r.code != 0 || !strings.HasSuffix(r.stdout, want) {
+		t.Errorf("slotgc down = %+v, want exit 0 and stdout ending %q", r, want)
 	}
 	for _, child := range children {
-		if err := child.Wait(); err == nil {
-			t.Errorf("leaf %d still ran until killed by the cleanup", child.Process.Pid)
-		}
+		checkStoppedPolitely(t, child)
 	}
 }
 
@@ -370,10 +198,10 @@ func TestWorkspaceProblems(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runSlotgc(t, tc.args...)
 			if r.code != tc.wantCode || !strings.Contains(r.stdout, tc.wantStdout) || !strings.Contains(r.stderr, tc.wantStderr) {
-				t.Errorf("slotgc %q = %+v, want code %d, stdout with %q, stderr with %q", tc.args, r, tc.wantCode, tc.wantStdout, tc.wantStderr)
+				t.Errorf("slotgc %q = %+v, want exit %d, stdout with %q, stderr with %q", tc.args, r, tc.wantCode, tc.wantStdout, tc.wantStderr)
 			}
 			if tc.wantCode == 0 && r.stderr != "" || tc.wantCode == 2 && r.stdout != "" {
-				t.Errorf("slotgc %q: results belong on stdout and errors on stderr: %+v", tc.args, r)
+				t.Errorf("slotgc %q = %+v, want results on stdout and errors on stderr, never both", tc.args, r)
 			}
 		})
 	}
@@ -388,15 +216,8 @@ func TestStateDirEnv(t *testing.T) {
 	t.Setenv(slotgc.StateDirEnv, stateDir)
 	child := startChild(t)
 	pid := child.Process.Pid
-	for name, content := range map[string]string{"live": strconv.Itoa(pid), "dead": strconv.Itoa(deadPID(t))} {
-		dir := filepath.Join(swarm, name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, slotgc.PIDFile), []byte(content+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	makeSlotWithPIDFile(t, swarm, "live", strconv.Itoa(pid)+"\n")
+	makeSlotWithPIDFile(t, swarm, "dead", strconv.Itoa(deadPID(t))+"\n")
 
 	r := runSlotgc(t, "-C", ws, "status")
 	wantStatus := fmt.Sprintf("swarm directory %s\nSLOT ", swarm)
@@ -409,36 +230,38 @@ func TestStateDirEnv(t *testing.T) {
 		Slots []slotJSON
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &status); err != nil || r.code != 0 {
-		t.Fatalf("slotgc -json status = %+v: %v", r, err)
+		t.Fatalf("slotgc -json status = %+v (%v), want exit 0 and JSON", r, err)
 	}
 	if status.Swarm != swarm || len(status.Slots) != 2 {
 		t.Errorf("slotgc -json status = %+v, want swarm %q and 2 slots", status, swarm)
 	}
-	if r := runSlotgc(t, "-C", ws, "prune"); r.code != 0 || r.stdout != "removed dead\nremoved 1 dead slot\n" {
-		t.Errorf("slotgc prune = %+v, want dead removed", r)
+	if r, want := runSlotgc(t, "-C", ws, "prune"), (result{stdout: "removed dead\nremoved 1 dead slot\n"}); r != want {
+		t.Errorf("slotgc prune = %+v, want %+v", r, want)
 	}
-	if r := runSlotgc(t, "-C", ws, "down"); r.code != 0 || r.stdout != fmt.Sprintf("stopped live (pid %d)\nstopped 1 of 1 live leaf\n", pid) {
-		t.Errorf("slotgc down = %+v, want live stopped", r)
+	if r, want := runSlotgc(t, "-C", ws, "down"), (result{stdout: fmt.Sprintf("stopped live (pid %d)\nstopped 1 of 1 live leaf\n", pid)}); r != want {
+		t.Errorf("slotgc down = %+v, want %+v", r, want)
 	}
-	if err := child.Wait(); err == nil || !killedPolitely(child.ProcessState) {
-		t.Errorf("the leaf ended with %v, want the polite request", err)
-	}
+	checkStoppedPolitely(t, child)
 	t.Setenv(slotgc.StateDirEnv, filepath.Join(stateDir, "absent"))
 	if r, want := runSlotgc(t, "-C", ws), "no state directory "+filepath.Join(stateDir, "absent")+":"; r.code != 0 || !strings.HasPrefix(r.stdout, want) {
-		t.Errorf("slotgc status with BONES_DIR missing = %+v, want a note starting %q", r, want)
+		t.Errorf("slotgc status with BONES_DIR missing = %+v, want exit 0 and a note starting %q", r, want)
 	}
 }
 
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"-h"}, {"-help"}, {"help"}, {"prune", "-h"}} {
-		r := runSlotgc(t, args...)
-		if r.code != 0 || !strings.HasPrefix(r.stdout, "usage:\n") || !strings.Contains(r.stdout, "-json") || r.stderr != "" {
-			t.Errorf("slotgc %q = %+v, want the usage on stdout and exit 0", args, r)
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := runSlotgc(t, args...)
+			if r.code != 0 || !strings.HasPrefix(r.stdout, "usage:\n") || !strings.Contains(r.stdout, "-json") || r.stderr != "" {
+				t.Errorf("slotgc %q = %+v, want exit 0 and the usage on stdout", args, r)
+			}
+		})
+	}
+	t.Run("-bogus", func(t *testing.T) {
+		if r := runSlotgc(t, "-bogus"); r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "usage:") {
+			t.Errorf("slotgc -bogus = %+v, want exit 2 and the usage on stderr", r)
 		}
-	}
-	if r := runSlotgc(t, "-bogus"); r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "usage:") {
-		t.Errorf("slotgc -bogus = %+v, want the usage on stderr and exit 2", r)
-	}
+	})
 }
 
 // TestDetachedTrees lays out two trees a crashed prune left: one holding a
@@ -450,25 +273,19 @@ func TestDetachedTrees(t *testing.T) {
 	swarm := filepath.Join(ws, slotgc.SwarmDir)
 	revived := slotgc.TrashPrefix + strconv.Itoa(deadPID(t)) + ".revived"
 	garbage := slotgc.TrashPrefix + "1.garbage"
-	for _, name := range []string{revived, garbage} {
-		if err := os.MkdirAll(filepath.Join(swarm, name), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(swarm, revived, slotgc.PIDFile), []byte(strconv.Itoa(child.Process.Pid)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	makeSlotWithPIDFile(t, swarm, revived, strconv.Itoa(child.Process.Pid))
+	makeSlot(t, swarm, garbage)
 
 	r := runSlotgc(t, "-C", ws, "status")
 	wantKept := fmt.Sprintf("detached tree %s, waiting for removal: holds live pid %d, so prune keeps it\n", revived, child.Process.Pid)
 	wantGarbage := fmt.Sprintf("detached tree %s, waiting for removal: no pid file; the next prune removes it unless a prune is at work on it\n", garbage)
 	if r.code != 0 || !strings.HasSuffix(r.stdout, "0 slots: 0 live, 0 dead (0 gone, 0 reused), 0 without a pid file, 0 with an unusable one\n"+wantGarbage+wantKept) {
-		t.Errorf("slotgc status = %+v, want it to end with the two detached trees:\n%s%s", r, wantGarbage, wantKept)
+		t.Errorf("slotgc status = %+v, want exit 0 and stdout ending with the two detached trees:\n%s%s", r, wantGarbage, wantKept)
 	}
 	r = runSlotgc(t, "-C", ws, "-json", "status")
 	var status struct{ Detached []slotJSON }
 	if err := json.Unmarshal([]byte(r.stdout), &status); err != nil || r.code != 0 {
-		t.Fatalf("slotgc -json status = %+v: %v", r, err)
+		t.Fatalf("slotgc -json status = %+v (%v), want exit 0 and JSON", r, err)
 	}
 	wantDetached := []slotJSON{{Name: garbage, State: "no-pid-file", Error: "no such file or directory"}, {Name: revived, PID: child.Process.Pid, State: "live"}}
 	if !reflect.DeepEqual(status.Detached, wantDetached) {
@@ -487,28 +304,116 @@ func TestDemo(t *testing.T) {
 	ws := filepath.Join(t.TempDir(), "demo")
 	r := runSlotgc(t, "demo", ws)
 	if r.code != 0 {
-		t.Fatalf("slotgc demo = %+v", r)
+		t.Fatalf("slotgc demo = %+v, want exit 0", r)
 	}
 	statuses, err := slotgc.Scan(ws)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]slotgc.State{}
+	var leaf int
 	for _, s := range statuses {
 		got[s.Name] = s.State
+		if s.Name == "alpha" {
+			leaf = s.PID
+		}
 	}
 	want := map[string]slotgc.State{"alpha": slotgc.Live, "beta": slotgc.Gone, "gamma": slotgc.NoPIDFile, "delta": slotgc.BadPIDFile}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("demo workspace = %v, want %v", got, want)
 	}
-	var leaf int
-	for _, s := range statuses {
-		if s.Name == "alpha" {
-			leaf = s.PID
-		}
-	}
 	t.Cleanup(func() { slotgc.Kill(leaf) })
 	if r := runSlotgc(t, "-C", ws, "down"); r.code != 0 || slotgc.Alive(leaf) {
-		t.Errorf("slotgc down on the demo = %+v; leaf %d alive: %v", r, leaf, slotgc.Alive(leaf))
+		t.Errorf("slotgc down on the demo = %+v, leaf %d alive = %v, want exit 0 and the leaf stopped", r, leaf, slotgc.Alive(leaf))
+	}
+}
+
+// TestJSONShape holds every -json output to the shape the README promises:
+// the same keys, nesting and types, with pid, error and used_by left out
+// where the README says. The other tests decode into the command's own
+// structs, which would follow a renamed json tag; this one would not.
+func TestJSONShape(t *testing.T) {
+	// populated is the workspace of workspace, plus two detached trees: one
+	// with no pid file, which prune finishes, and one holding the live
+	// leaf's pid, which prune keeps and reports as an error.
+	populated := func(t *testing.T) string {
+		t.Helper()
+		ws, child := workspace(t)
+		swarm := filepath.Join(ws, slotgc.SwarmDir)
+		makeSlot(t, swarm, slotgc.TrashPrefix+"1.garbage")
+		makeSlotWithPIDFile(t, swarm, slotgc.TrashPrefix+"2.kept", strconv.Itoa(child.Process.Pid))
+		return ws
+	}
+	empty := func(t *testing.T) string {
+		t.Helper()
+		ws := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(ws, slotgc.SwarmDir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return ws
+	}
+	notWorkspace := func(t *testing.T) string { return t.TempDir() }
+
+	withPID := object{"name": "string", "pid": "number", "state": "string", "dead": "bool"}
+	withError := object{"name": "string", "state": "string", "dead": "bool", "error": "string"}
+	leaf := object{"name": "string", "pid": "number", "stopped": "bool"}
+	note := object{"note": "string", "swarm": "string", "workspace": "string"}
+	tests := []struct {
+		name     string
+		layout   func(*testing.T) string
+		args     []string
+		wantCode int
+		want     object
+	}{
+		{"status", populated, []string{"-json", "status"}, 0, object{
+			"counts":    object{"bad-pid-file": "number", "gone": "number", "live": "number", "no-pid-file": "number"},
+			"detached":  array{withError, withPID},
+			"slots":     array{withError, withPID, withError, withPID}, // broken, dead, half-built, live
+			"swarm":     "string",
+			"workspace": "string",
+		}},
+		{"status of an empty swarm", empty, []string{"-json", "status"}, 0, object{
+			"counts": object{}, "detached": array{}, "slots": array{}, "swarm": "string", "workspace": "string",
+		}},
+		{"prune -n", populated, []string{"-json", "prune", "-n"}, 0, object{
+			"detached_finished": array{"string"}, "detached_kept": array{"string"}, "dry_run": "bool",
+			"slots": array{"string"}, "swarm": "string", "workspace": "string",
+		}},
+		{"prune keeping a tree", populated, []string{"-json", "prune"}, 1, object{
+			"detached_finished": array{"string"}, "detached_kept": array{"string"}, "dry_run": "bool", "error": "string",
+			"slots": array{"string"}, "swarm": "string", "workspace": "string",
+		}},
+		{"prune of an empty swarm", empty, []string{"-json", "prune"}, 0, object{
+			"detached_finished": array{}, "detached_kept": array{}, "dry_run": "bool",
+			"slots": array{}, "swarm": "string", "workspace": "string",
+		}},
+		{"down -n", populated, []string{"-json", "down", "-n"}, 0, object{
+			"dry_run": "bool", "leaves": array{leaf}, "swarm": "string", "workspace": "string",
+		}},
+		{"down", populated, []string{"-json", "down"}, 0, object{
+			"dry_run": "bool", "leaves": array{leaf}, "swarm": "string", "workspace": "string",
+		}},
+		{"down in an empty swarm", empty, []string{"-json", "down"}, 0, object{
+			"dry_run": "bool", "leaves": array{}, "swarm": "string", "workspace": "string",
+		}},
+		{"status of no workspace", notWorkspace, []string{"-json", "status"}, 0, note},
+		{"prune of no workspace", notWorkspace, []string{"-json", "prune"}, 0, note},
+		{"down in no workspace", notWorkspace, []string{"-json", "down"}, 0, note},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runSlotgc(t, append([]string{"-C", tc.layout(t)}, tc.args...)...)
+			command := "slotgc " + strings.Join(tc.args, " ")
+			if r.code != tc.wantCode {
+				t.Errorf("%s = exit %d (stderr %q), want exit %d", command, r.code, r.stderr, tc.wantCode)
+			}
+			var got any
+			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+				t.Fatalf("%s printed %q, want one JSON object: %v", command, r.stdout, err)
+			}
+			if shape := jsonShape(got); !reflect.DeepEqual(shape, any(tc.want)) {
+				t.Errorf("%s shape = %s, want %s", command, shapeText(shape), shapeText(tc.want))
+			}
+		})
 	}
 }

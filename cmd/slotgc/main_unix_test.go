@@ -3,76 +3,14 @@
 package main
 
 import (
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/bones-swarm/slotgc"
 )
-
-// nobody is the unprivileged user the tests drop to when run as root.
-const nobody = 65534
-
-func killedPolitely(ps *os.ProcessState) bool {
-	ws, ok := ps.Sys().(syscall.WaitStatus)
-	return ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM
-}
-
-// needRoot skips the test unless it runs as root, or fails it where
-// SLOTGC_TEST_REQUIRE_ROOT=1 (as in CI) forbids skipping.
-func needRoot(t *testing.T) {
-	t.Helper()
-	switch {
-	case os.Getuid() == 0:
-	case os.Getenv("SLOTGC_TEST_REQUIRE_ROOT") == "1":
-		t.Fatalf("needs root to drop to uid %d, and SLOTGC_TEST_REQUIRE_ROOT=1 forbids skipping", nobody)
-	default:
-		t.Skipf("needs root to drop to uid %d", nobody)
-	}
-}
-
-// asNobody runs the command under test as uid and gid 65534.
-func asNobody(t *testing.T, args ...string) result {
-	t.Helper()
-	cmd := slotgcCmd(args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	return runCmd(t, cmd)
-}
-
-// giveToNobody hands the workspace to nobody, all but the skipped paths,
-// and opens the way to it.
-func giveToNobody(t *testing.T, ws string, skip ...string) {
-	t.Helper()
-	for p := filepath.Dir(ws); p != filepath.Dir(p); p = filepath.Dir(p) {
-		info, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if perm := info.Mode().Perm(); perm&0o005 != 0o005 {
-			if err := os.Chmod(p, perm|0o005); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	err := filepath.WalkDir(ws, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		for _, s := range skip {
-			if path == s {
-				return fs.SkipDir
-			}
-		}
-		return os.Lchown(path, nobody, nobody)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestPruneFailureExitCode(t *testing.T) {
 	needRoot(t)
@@ -100,7 +38,7 @@ func TestDownFailureExitCode(t *testing.T) {
 		t.Errorf("slotgc down as nobody against root's leaf = %+v, want exit 1 naming the slot", r)
 	}
 	if !slotgc.Alive(child.Process.Pid) {
-		t.Error("nobody stopped root's leaf")
+		t.Error("slotgc down as nobody stopped root's leaf, want it left running")
 	}
 }
 
@@ -117,17 +55,11 @@ func TestForgedNames(t *testing.T) {
 		"z\x1b[2K\x1b[1Alive",
 	}
 	for _, name := range forged {
-		dir := filepath.Join(ws, slotgc.SwarmDir, name)
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, slotgc.PIDFile), []byte(strconv.Itoa(dead)), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		makeSlotWithPIDFile(t, filepath.Join(ws, slotgc.SwarmDir), name, strconv.Itoa(dead))
 	}
 	r := runSlotgc(t, "-C", ws, "status")
 	if strings.ContainsAny(r.stdout, "\r\x1b") || strings.Count(r.stdout, "\n") != 1+1+4+len(forged)+1 {
-		t.Errorf("slotgc status = %q: a name broke the lines", r.stdout)
+		t.Errorf("slotgc status = %q, want no name to break a line", r.stdout)
 	}
 	for _, name := range forged {
 		if !strings.Contains(r.stdout, strconv.Quote(name)+" ") {
@@ -136,6 +68,6 @@ func TestForgedNames(t *testing.T) {
 	}
 	r = runSlotgc(t, "-C", ws, "prune", "-n")
 	if strings.ContainsAny(r.stdout, "\r\x1b") || strings.Count(r.stdout, "\n") != 1+len(forged)+1 {
-		t.Errorf("slotgc prune -n = %q: a name broke the lines", r.stdout)
+		t.Errorf("slotgc prune -n = %q, want no name to break a line", r.stdout)
 	}
 }
