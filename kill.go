@@ -1,6 +1,7 @@
 package slotgc
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -11,7 +12,7 @@ import (
 // slotgc_windows.go), and asks after one with the scan's inspect (see
 // scan.go):
 //
-//	kill(pid int, isLeaf func(start time.Time) bool) (gone bool)
+//	kill(pid int, isLeaf func(start time.Time) bool) (gone bool, err error)
 
 // killSettle is how long Kill waits for a forced exit to show.
 const killSettle = 1 * time.Second
@@ -34,7 +35,7 @@ func Alive(pid int) bool {
 	if !validPID(pid) {
 		return false
 	}
-	gone, _ := inspect(pid, nil)
+	gone, _, _ := inspect(pid, nil)
 	return !gone
 }
 
@@ -83,7 +84,8 @@ func Kill(pid int) bool {
 	if refused, gone := refuseToKill(pid); refused {
 		return gone
 	}
-	return kill(pid, nil)
+	gone, _ := kill(pid, nil)
+	return gone
 }
 
 // KillSlot ends the leaf of slot s, as LiveSlots found it, and reports
@@ -117,9 +119,24 @@ func KillSlot(workspaceDir string, s Slot) (bool, error) {
 	case pid != s.PID:
 		return false, sw.slotError(opStop, s.Name, fmt.Errorf("%w: it names pid %d, not %d", ErrPIDFileChanged, pid, s.PID))
 	}
-	return kill(pid, func(start time.Time) bool {
+	gone, err := kill(pid, func(start time.Time) bool {
 		return !reused(start, written) || sw.usesEntry(s.Name, pid)
-	}), nil
+	})
+	if err != nil {
+		return false, sw.slotError(opStop, s.Name, err)
+	}
+	return gone, nil
+}
+
+// ErrUnidentified is KillSlot's cause when it cannot establish that the
+// process behind the slot's pid is the leaf — its start time cannot be
+// read, or /proc describes another pid namespace — and so does not signal
+// it.
+var ErrUnidentified = errors.New("cannot tell whether the process is the slot's leaf; not signalled")
+
+// unidentifiedError says why the process pid could not be identified.
+func unidentifiedError(pid int, why error) error {
+	return fmt.Errorf("%w: pid %d: %w", ErrUnidentified, pid, why)
 }
 
 // pollUntil calls done with a backoff from 100µs up to 5ms until it

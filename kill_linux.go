@@ -4,6 +4,7 @@ package slotgc
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
 	"time"
@@ -25,14 +26,15 @@ import (
 // through the pidfd, shown to be that of the process still behind it. One
 // that isLeaf rejects is a stranger holding a recycled pid: it is left
 // alone, and the leaf counts as gone.
-func kill(pid int, isLeaf func(start time.Time) bool) bool {
+func kill(pid int, isLeaf func(start time.Time) bool) (bool, error) {
 	fd, err := openPidfd(pid)
 	switch {
 	case errors.Is(err, syscall.ESRCH):
-		return true
-	case errors.Is(err, syscall.EINVAL), errors.Is(err, syscall.ENOENT),
-		errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
-		return false
+		return true, nil
+	case errors.Is(err, syscall.EINVAL), errors.Is(err, syscall.ENOENT):
+		return false, fmt.Errorf("pid %d is a thread, not a process; not signalled: %w", pid, err)
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return false, fmt.Errorf("no file descriptor for a pidfd of pid %d; not signalled: %w", pid, err)
 	case err != nil:
 		return killUnchecked(pid, isLeaf)
 	}
@@ -49,16 +51,19 @@ func kill(pid int, isLeaf func(start time.Time) bool) bool {
 	if isLeaf != nil {
 		ps = new(probeScope)
 	}
-	gone, start := inspect(pid, ps)
+	gone, start, why := inspect(pid, ps)
 	switch {
 	case gone:
-		return true
-	case isLeaf != nil && errors.Is(signal(0), syscall.ESRCH):
-		return true // exited since: the start time read may be another's
-	case isLeaf != nil && !isLeaf(start):
-		return true
+		return true, nil
+	case isLeaf == nil:
+	case errors.Is(signal(0), syscall.ESRCH):
+		return true, nil // exited since: the start time read may be another's
+	case why != nil:
+		return false, unidentifiedError(pid, why)
+	case !isLeaf(start):
+		return true, nil
 	}
-	return escalate(signal, func(limit time.Duration) bool { return waitReadable(pidfd, limit) })
+	return escalate(signal, func(limit time.Duration) bool { return waitReadable(pidfd, limit) }), nil
 }
 
 // openPidfd opens a pidfd for pid, waiting with a backoff, up to
@@ -76,14 +81,20 @@ func openPidfd(pid int) (uintptr, error) {
 // killUnchecked is killByPID after asking isLeaf, if given, about the
 // process's start time: without a pidfd the pid could be recycled between
 // the two.
-func killUnchecked(pid int, isLeaf func(start time.Time) bool) bool {
+func killUnchecked(pid int, isLeaf func(start time.Time) bool) (bool, error) {
 	if isLeaf != nil {
 		var ps probeScope
-		if gone, start := inspect(pid, &ps); gone || !isLeaf(start) {
-			return true
+		gone, start, why := inspect(pid, &ps)
+		switch {
+		case gone:
+			return true, nil
+		case why != nil:
+			return false, unidentifiedError(pid, why)
+		case !isLeaf(start):
+			return true, nil
 		}
 	}
-	return killByPID(pid)
+	return killByPID(pid), nil
 }
 
 // waitReadable reports whether pidfd became readable, which it does once

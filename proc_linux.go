@@ -36,31 +36,37 @@ const userHZ = 100
 // A zombie is gone, except a thread-group leader that exited while other
 // threads still run: it shows state Z too, but the process lives on, and
 // its thread count says so. A process whose stat cannot be read (it exited
-// meanwhile, or /proc is mounted with hidepid) counts as alive.
+// meanwhile, or /proc is mounted with hidepid) counts as alive, with no
+// start time, and why says why.
 //
 // A /proc mounted for another pid namespace (after unshare -p without a
 // fresh mount of /proc, as in some containers) describes other processes
 // under the same numbers; where /proc/self does not name this process,
 // /proc is not asked at all and an existing process is alive.
-func inspectExisting(pid int, ps *probeScope) (gone bool, start time.Time) {
+func inspectExisting(pid int, ps *probeScope) (gone bool, start time.Time, why error) {
 	if !ps.procIsOurs() {
-		return false, time.Time{}
+		return false, time.Time{}, errForeignProc
 	}
 	st, err := readProcStat(pid)
 	switch {
 	case err != nil:
-		return false, time.Time{}
+		return false, time.Time{}, err
 	case st.exited():
-		return true, time.Time{}
+		return true, time.Time{}, nil
 	case ps == nil:
-		return false, time.Time{}
+		return false, time.Time{}, nil
 	}
 	boot, ok := ps.boot()
 	if !ok {
-		return false, time.Time{}
+		return false, time.Time{}, errNoBootTime
 	}
-	return false, boot.Add(time.Duration(st.startTicks) * (time.Second / userHZ))
+	return false, boot.Add(time.Duration(st.startTicks) * (time.Second / userHZ)), nil
 }
+
+var (
+	errForeignProc = errors.New("/proc shows another pid namespace than this process's")
+	errNoBootTime  = errors.New("the boot time cannot be read")
+)
 
 // procStat is what slotgc needs of /proc/<pid>/stat.
 type procStat struct {

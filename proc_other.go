@@ -11,8 +11,10 @@ type probeScope struct{}
 // library reaches a process's state and start time on these systems only
 // through sysctl structures it does not export, so a zombie counts as alive
 // and reuse goes undetected.
-func inspectExisting(int, *probeScope) (gone bool, start time.Time) { return false, time.Time{} }
+func inspectExisting(int, *probeScope) (gone bool, start time.Time, why error) {
+	return false, time.Time{}, nil
+}
 
 // kill has no process handle to signal through here, and no start time to
 // give isLeaf; see killByPID.
-func kill(pid int, _ func(start time.Time) bool) bool { return killByPID(pid) }
+func kill(pid int, _ func(start time.Time) bool) (bool, error) { return killByPID(pid), nil }

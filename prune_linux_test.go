@@ -376,8 +376,8 @@ func TestScanInAnotherPidNamespace(t *testing.T) {
 	}
 	var state string
 	var innerPID int
-	var alive bool
-	if _, err := fmt.Sscan(string(out), &state, &innerPID, &alive); err != nil {
+	var alive, stopped, unidentified, stillThere bool
+	if _, err := fmt.Sscan(string(out), &state, &innerPID, &alive, &stopped, &unidentified, &stillThere); err != nil {
 		t.Fatalf("the scan printed %q: %v", out, err)
 	}
 	if innerPID != zombie {
@@ -385,6 +385,11 @@ func TestScanInAnotherPidNamespace(t *testing.T) {
 	}
 	if state != Live.String() || !alive {
 		t.Errorf("Scan(ws) in the new pid namespace says %s (Alive %v) for a live leaf whose pid names a zombie outside, want live (true)", state, alive)
+	}
+	// /proc there describes the zombie, not the process behind the pid:
+	// nothing tells whether it is the leaf, so it must not be signalled.
+	if stopped || !unidentified || !stillThere {
+		t.Errorf("KillSlot in the new pid namespace = %v (ErrUnidentified %v), process still there %v; want false, ErrUnidentified, still there", stopped, unidentified, stillThere)
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 //	type dirEntry struct{ name string; isDir bool; ... }
 //	openDir(path string) (*os.File, error)
 //	readSwarmEntries(sw *swarmDir) ([]dirEntry, error)
-//	inspect(pid int, ps *probeScope) (gone bool, start time.Time)
+//	inspect(pid int, ps *probeScope) (gone bool, start time.Time, why error)
 //	(*swarmDir).usesEntry(entry string, pid int) bool
 //	(*swarmDir).fileClockOffset() (time.Duration, error)
 
@@ -205,7 +205,7 @@ func (sw *swarmDir) classify(entry string, ps *probeScope) SlotStatus {
 	case err != nil:
 		return SlotStatus{Name: entry, State: BadPIDFile, Err: err}
 	}
-	gone, start := inspect(pid, ps)
+	gone, start, _ := inspect(pid, ps)
 	state := Live
 	switch {
 	case gone:

@@ -413,7 +413,9 @@ func init() {
 	// with the /proc of the namespace it came from. SLOTGC_TEST_ARG holds a
 	// pid and a workspace, split by a newline: it starts a sleeper that
 	// gets that pid in the new namespace, names it in the pid file of slot
-	// "inner", scans, and prints the slot's state and the sleeper's pid.
+	// "inner", scans, asks KillSlot to stop it, and prints the slot's
+	// state, the sleeper's pid, Alive's answer, KillSlot's, whether its
+	// error is ErrUnidentified and whether the sleeper still runs.
 	if os.Getenv(helperEnv) == "pidns-scan" {
 		if err := pidnsScan(strings.Split(os.Getenv(helperArgEnv), "\n")); err != nil {
 			fmt.Fprintln(os.Stderr, "pidns-scan:", err)
@@ -461,7 +463,12 @@ func pidnsScan(args []string) error {
 	if err != nil || len(statuses) != 1 {
 		return fmt.Errorf("Scan = %v, %v", statuses, err)
 	}
-	fmt.Println(statuses[0].State, sleeper.Process.Pid, Alive(sleeper.Process.Pid))
+	// KillSlot cannot tell who holds the pid either: it must not signal.
+	stopped, err := KillSlot(args[1], Slot{Name: "inner", PID: sleeper.Process.Pid})
+	var status syscall.WaitStatus
+	exited, _ := syscall.Wait4(sleeper.Process.Pid, &status, syscall.WNOHANG, nil)
+	stillThere := exited == 0
+	fmt.Println(statuses[0].State, sleeper.Process.Pid, Alive(sleeper.Process.Pid), stopped, errors.Is(err, ErrUnidentified), stillThere)
 	return nil
 }
 

@@ -93,15 +93,16 @@ func ignoringEINTR(call func() error) error {
 }
 
 // inspect tells whether pid is gone and, if ps is not nil and the system
-// says, when the process started (zero otherwise).
+// says, when the process started (zero otherwise, and why says why where
+// the system should have said).
 //
 // kill(pid, 0) tells whether the pid exists: ESRCH means it does not; EPERM
 // means it belongs to another user and so exists
 // (https://man7.org/linux/man-pages/man2/kill.2.html). Only then is the
 // process's own state asked for, where the system offers it.
-func inspect(pid int, ps *probeScope) (gone bool, start time.Time) {
+func inspect(pid int, ps *probeScope) (gone bool, start time.Time, why error) {
 	if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
-		return true, time.Time{}
+		return true, time.Time{}, nil
 	}
 	return inspectExisting(pid, ps)
 }
@@ -111,7 +112,7 @@ func inspect(pid int, ps *probeScope) (gone bool, start time.Time) {
 // could be signalled.
 func killByPID(pid int) bool {
 	gone := func() bool {
-		gone, _ := inspect(pid, nil)
+		gone, _, _ := inspect(pid, nil)
 		return gone
 	}
 	if gone() {

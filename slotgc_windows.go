@@ -94,29 +94,29 @@ func readPIDFile(sw *swarmDir, entry string) (int, time.Time, error) {
 // (https://pkg.go.dev/os#Process.Signal), so the process is opened and its
 // handle asked instead. A process that exists but cannot be opened (access
 // denied) counts as alive.
-func inspect(pid int, ps *probeScope) (gone bool, start time.Time) {
+func inspect(pid int, ps *probeScope) (gone bool, start time.Time, why error) {
 	h, err := syscall.OpenProcess(processQueryLimitedInformation|syscall.SYNCHRONIZE, false, uint32(pid))
 	if err != nil {
-		return errors.Is(err, errorInvalidParameter), time.Time{}
+		return errors.Is(err, errorInvalidParameter), time.Time{}, err
 	}
 	defer syscall.CloseHandle(h)
 	if exited(h, 0) {
-		return true, time.Time{}
+		return true, time.Time{}, nil
 	}
 	if ps == nil {
-		return false, time.Time{}
+		return false, time.Time{}, nil
 	}
-	return false, creationTime(h)
+	start, err = creationTime(h)
+	return false, start, err
 }
 
-// creationTime returns when the process behind h was created, or zero if
-// that cannot be read.
-func creationTime(h syscall.Handle) time.Time {
+// creationTime returns when the process behind h was created.
+func creationTime(h syscall.Handle) (time.Time, error) {
 	var created, exitTime, kernelTime, userTime syscall.Filetime
-	if syscall.GetProcessTimes(h, &created, &exitTime, &kernelTime, &userTime) != nil {
-		return time.Time{}
+	if err := syscall.GetProcessTimes(h, &created, &exitTime, &kernelTime, &userTime); err != nil {
+		return time.Time{}, err
 	}
-	return time.Unix(0, created.Nanoseconds())
+	return time.Unix(0, created.Nanoseconds()), nil
 }
 
 // kill terminates the process through one handle opened at the start, so a
@@ -124,23 +124,29 @@ func creationTime(h syscall.Handle) time.Time {
 // isLeaf, the creation time of the process behind the handle is asked
 // about first; one isLeaf rejects is a stranger holding a recycled pid: it
 // is left alone, and the leaf counts as gone.
-func kill(pid int, isLeaf func(start time.Time) bool) bool {
+func kill(pid int, isLeaf func(start time.Time) bool) (bool, error) {
 	h, err := syscall.OpenProcess(syscall.PROCESS_TERMINATE|syscall.SYNCHRONIZE|processQueryLimitedInformation, false, uint32(pid))
 	if err != nil {
-		return errors.Is(err, errorInvalidParameter)
+		return errors.Is(err, errorInvalidParameter), nil
 	}
 	defer syscall.CloseHandle(h)
 	if exited(h, 0) {
-		return true
+		return true, nil
 	}
-	if isLeaf != nil && !isLeaf(creationTime(h)) {
-		return true
+	if isLeaf != nil {
+		start, err := creationTime(h)
+		if err != nil {
+			return false, unidentifiedError(pid, err)
+		}
+		if !isLeaf(start) {
+			return true, nil
+		}
 	}
 	if err := syscall.TerminateProcess(h, 1); err != nil {
 		// Terminating a process that is already exiting is refused.
-		return exited(h, killSettle)
+		return exited(h, killSettle), nil
 	}
-	return exited(h, killGrace)
+	return exited(h, killGrace), nil
 }
 
 // exited waits up to limit for the process handle to be signalled, which

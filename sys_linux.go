@@ -18,7 +18,7 @@ import (
 // sysNumbers are the numbers of the system calls the syscall package does
 // not name.
 type sysNumbers struct {
-	renameat2, pidfdSendSignal, pidfdOpen, openat2 uintptr
+	renameat2, statx, pidfdSendSignal, pidfdOpen, openat2 uintptr
 }
 
 // sysno holds them for this architecture; a zero number is one this table
@@ -26,21 +26,21 @@ type sysNumbers struct {
 // calls added since Linux 5.1 are numbered alike on every architecture
 // but MIPS, whose ABIs count from 4000 (o32) and 5000 (n64)
 // (https://man7.org/linux/man-pages/man2/syscall.2.html); renameat2 is
-// older and numbered apart on each.
+// and statx are older and numbered apart on each.
 var sysno = map[string]sysNumbers{
-	"386":      {renameat2: 353, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
-	"amd64":    {renameat2: 316, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
-	"arm":      {renameat2: 382, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
-	"arm64":    {renameat2: 276, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
-	"loong64":  {renameat2: 276, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
-	"mips":     {renameat2: 4351, pidfdSendSignal: 4424, pidfdOpen: 4434, openat2: 4437},
-	"mipsle":   {renameat2: 4351, pidfdSendSignal: 4424, pidfdOpen: 4434, openat2: 4437},
-	"mips64":   {renameat2: 5311, pidfdSendSignal: 5424, pidfdOpen: 5434, openat2: 5437},
-	"mips64le": {renameat2: 5311, pidfdSendSignal: 5424, pidfdOpen: 5434, openat2: 5437},
-	"ppc64":    {renameat2: 357, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
-	"ppc64le":  {renameat2: 357, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
-	"riscv64":  {renameat2: 276, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
-	"s390x":    {renameat2: 347, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
+	"386":      {renameat2: 353, statx: 383, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
+	"amd64":    {renameat2: 316, statx: 332, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
+	"arm":      {renameat2: 382, statx: 397, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
+	"arm64":    {renameat2: 276, statx: 291, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
+	"loong64":  {renameat2: 276, statx: 291, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
+	"mips":     {renameat2: 4351, statx: 4366, pidfdSendSignal: 4424, pidfdOpen: 4434, openat2: 4437},
+	"mipsle":   {renameat2: 4351, statx: 4366, pidfdSendSignal: 4424, pidfdOpen: 4434, openat2: 4437},
+	"mips64":   {renameat2: 5311, statx: 5326, pidfdSendSignal: 5424, pidfdOpen: 5434, openat2: 5437},
+	"mips64le": {renameat2: 5311, statx: 5326, pidfdSendSignal: 5424, pidfdOpen: 5434, openat2: 5437},
+	"ppc64":    {renameat2: 357, statx: 383, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
+	"ppc64le":  {renameat2: 357, statx: 383, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
+	"riscv64":  {renameat2: 276, statx: 291, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
+	"s390x":    {renameat2: 347, statx: 379, pidfdSendSignal: 424, pidfdOpen: 434, openat2: 437},
 }[runtime.GOARCH]
 
 const (
@@ -141,6 +141,57 @@ func renameat2(olddirfd int, oldpath sysPath, newdirfd int, newpath sysPath, fla
 	}
 	for {
 		_, _, errno := syscall.Syscall6(sysno.renameat2, uintptr(olddirfd), uintptr(unsafe.Pointer(&oldpath[0])), uintptr(newdirfd), uintptr(unsafe.Pointer(&newpath[0])), uintptr(flags), 0)
+		if errno != syscall.EINTR {
+			return errnoErr(errno)
+		}
+	}
+}
+
+// statxT is struct statx, as far as the fields read here and padded to
+// the size the kernel may fill
+// (https://man7.org/linux/man-pages/man2/statx.2.html).
+type statxT struct {
+	mask, blksize                     uint32
+	attributes                        uint64
+	nlink, uid, gid                   uint32
+	mode                              uint16
+	_                                 uint16
+	ino, size, blocks, attributesMask uint64
+	atime, btime, ctime, mtime        statxTimestamp
+	rdevMajor, rdevMinor              uint32
+	devMajor, devMinor                uint32
+	mntID                             uint64
+	_                                 [13]uint64
+}
+
+// statxTimestamp is struct statx_timestamp.
+type statxTimestamp struct {
+	sec  int64
+	nsec uint32
+	_    int32
+}
+
+const (
+	// atSymlinkNofollow makes statx describe a symlink itself.
+	atSymlinkNofollow = 0x100
+	// atEmptyPath makes statx describe dirfd itself, given an empty path.
+	atEmptyPath = 0x1000
+	// atStatxDontSync makes statx answer from what the kernel has cached,
+	// never asking a network or FUSE file system's server: a stalled one
+	// cannot hang the call.
+	atStatxDontSync = 0x4000
+	// statxType and statxIno ask for the file type and inode number.
+	statxType = 0x1
+	statxIno  = 0x100
+)
+
+// statx is statx(2), available from Linux 4.11.
+func statx(dirfd int, path sysPath, flags int, mask uint32, st *statxT) error {
+	if sysno.statx == 0 {
+		return syscall.ENOSYS
+	}
+	for {
+		_, _, errno := syscall.Syscall6(sysno.statx, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])), uintptr(flags), uintptr(mask), uintptr(unsafe.Pointer(st)), 0)
 		if errno != syscall.EINTR {
 			return errnoErr(errno)
 		}
