@@ -134,11 +134,6 @@ func KillSlot(workspaceDir string, s Slot) (bool, error) {
 // it.
 var ErrUnidentified = errors.New("cannot tell whether the process is the slot's leaf; not signalled")
 
-// unidentifiedError says why the process pid could not be identified.
-func unidentifiedError(pid int, why error) error {
-	return fmt.Errorf("%w: pid %d: %w", ErrUnidentified, pid, why)
-}
-
 // pollUntil calls done with a backoff from 100µs up to 5ms until it
 // returns true or limit has passed, and reports whether it returned true.
 func pollUntil(done func() bool, limit time.Duration) bool {

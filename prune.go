@@ -21,6 +21,8 @@ import (
 //	(*swarmDir).renameEntry(from, to string) error
 //	(*swarmDir).restoreEntry(from, to string) error
 //	(*swarmDir).removeLocked(l *entryLock, name string) error
+//	(*swarmDir).holdsNoFiles(l *entryLock, name string) (bool, error)
+//	(*swarmDir).removeStaleProbe(name string) error
 //	(*pruneGuard).check(sw *swarmDir, l *entryLock, name string) error
 //	(*pruneGuard).users(sw *swarmDir, name string) ([]Process, error)
 
@@ -57,8 +59,10 @@ import (
 //
 // A TrashPrefix entry that no running PruneDead holds (one that crashed,
 // or failed to remove a tree) is finished by the next PruneDead when it is
-// surely garbage: it has no pid file, or its pid file names a dead process.
-// Any other is left in place, with an error.
+// garbage by the rules for slots, whoever gave it its name: its pid file
+// names a dead process, or it holds no pid file and no other file, only
+// empty directories. Any other is left in place, with an error. A tree's
+// pid file is removed last, so an interrupted removal leaves it judgeable.
 //
 // A failure on one slot does not stop the others: err joins one *SlotError
 // per failed slot (or trash entry), which names it and wraps the cause, so
@@ -98,6 +102,13 @@ func PruneDead(workspaceDir string) ([]string, error) {
 	for _, name := range trash {
 		if err := sw.finishLeftover(name, &guard); err != nil {
 			errs = append(errs, sw.slotError(opPrune, name, err))
+		}
+	}
+	for _, e := range entries {
+		if !e.isDir && strings.HasPrefix(e.name, clockProbePrefix) {
+			if err := sw.removeStaleProbe(e.name); err != nil {
+				errs = append(errs, sw.slotError(opPrune, e.name, err))
+			}
 		}
 	}
 	return removed, errors.Join(errs...)
@@ -216,11 +227,22 @@ func (sw *swarmDir) finishLeftover(name string, guard *pruneGuard) error {
 	defer lock.release()
 	path := sw.entryPath(name)
 	var ps probeScope
-	switch st := sw.classify(name, &ps); {
-	case st.State == Live:
+	switch st := sw.classify(name, &ps); st.State {
+	case Live:
 		return fmt.Errorf("detached tree %s holds live pid %d; left in place", path, st.PID)
-	case st.State == BadPIDFile:
+	case BadPIDFile:
 		return fmt.Errorf("detached tree %s has a pid file that cannot tell whether it is garbage; left in place: %w", path, st.Err)
+	case NoPIDFile:
+		// Garbage by the slot rules only if nothing but empty directories
+		// is left: whoever gave the entry its name (in a swarm directory
+		// others may write, anyone can), a half-built slot is never taken.
+		empty, err := sw.holdsNoFiles(lock, name)
+		switch {
+		case err != nil:
+			return fmt.Errorf("detached tree %s has no pid file and cannot be looked through; left in place: %w", path, err)
+		case !empty:
+			return fmt.Errorf("detached tree %s has no pid file but holds files, like a half-built slot; left in place", path)
+		}
 	}
 	if err := guard.check(sw, lock, name); err != nil {
 		return fmt.Errorf("detached tree %s: %w", path, err)

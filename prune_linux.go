@@ -48,12 +48,10 @@ func (sw *swarmDir) lockEntry(name string) (*entryLock, error) {
 	case err != nil:
 		return nil, &fs.PathError{Op: "open", Path: sw.entryPath(name), Err: err}
 	}
-	if err := lockExclusive(fd); errors.Is(err, errBusy) {
+	if err := lockExclusive(fd); err != nil {
 		syscall.Close(fd)
-		return nil, err
+		return nil, lockError(sw.entryPath(name), err)
 	}
-	// Where the file system cannot lock (ENOLCK, EOPNOTSUPP), work goes on
-	// unlocked: the re-checks and the atomic rename still hold.
 	return &entryLock{fd: fd}, nil
 }
 
@@ -130,7 +128,7 @@ func (sw *swarmDir) removeLocked(l *entryLock, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := removeTreeContents(l.fd, sw.entryPath(name), dev); err != nil {
+	if err := removeTreeContents(l.fd, sw.entryPath(name), dev, true); err != nil {
 		if errors.Is(err, errMountPoint) {
 			return fmt.Errorf("%w: %w", ErrMountInside, err)
 		}
@@ -144,6 +142,45 @@ func (sw *swarmDir) removeLocked(l *entryLock, name string) error {
 		return &fs.PathError{Op: "unlinkat", Path: sw.entryPath(name), Err: err}
 	}
 	return nil
+}
+
+// removeStaleProbe removes the clock probe file name if no PruneDead holds
+// it: its maker crashed before removing it. Anything but a regular file
+// of that name is left alone.
+func (sw *swarmDir) removeStaleProbe(name string) error {
+	path, err := makePath(nil, name)
+	if err != nil {
+		return err
+	}
+	fd, err := openat(int(sw.fd), path, pidFileFlags, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) {
+			return nil
+		}
+		return &fs.PathError{Op: "open", Path: sw.entryPath(name), Err: err}
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil
+	}
+	if err := lockExclusive(fd); err != nil {
+		return lockError(sw.entryPath(name), err)
+	}
+	if err := unlinkat(int(sw.fd), path, 0); err != nil && !errors.Is(err, syscall.ENOENT) {
+		return &fs.PathError{Op: "unlinkat", Path: sw.entryPath(name), Err: err}
+	}
+	return nil
+}
+
+// holdsNoFiles reports whether the locked tree holds nothing but
+// directories.
+func (sw *swarmDir) holdsNoFiles(l *entryLock, name string) (bool, error) {
+	dev, _, err := dirIdentity(l.fd)
+	if err != nil {
+		return false, err
+	}
+	return holdsNoFiles(l.fd, dev)
 }
 
 // fileClockOffset makes a file in the swarm directory, through its
@@ -160,8 +197,11 @@ func (sw *swarmDir) fileClockOffset() (time.Duration, error) {
 	if err != nil {
 		return 0, &fs.PathError{Op: "openat", Path: sw.entryPath(name), Err: err}
 	}
-	defer unlinkat(int(sw.fd), path, 0)
+	// Held locked until its name is gone, so no other PruneDead takes it
+	// for a crashed one's (see removeStaleProbe).
 	defer syscall.Close(fd)
+	defer unlinkat(int(sw.fd), path, 0)
+	lockExclusive(fd)
 	if testHookClockProbe != nil {
 		testHookClockProbe(sw.entryPath(name))
 	}

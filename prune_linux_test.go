@@ -46,22 +46,6 @@ func mount(t *testing.T, source, target, fstype string) {
 	}
 }
 
-func mkdirs(t *testing.T, dirs ...string) {
-	t.Helper()
-	for _, d := range dirs {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestPruneKeepsMounts puts a bind mount and a tmpfs inside a dead slot's
 // worktree: PruneDead must delete nothing on either and keep the slot whole
 // at its name, run after run, while it removes a plain dead slot.
@@ -136,7 +120,7 @@ func TestRemovalWalkStopsAtMounts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := removeTreeContents(fd, top, dev); !errors.Is(err, errMountPoint) {
+			if err := removeTreeContents(fd, top, dev, true); !errors.Is(err, errMountPoint) {
 				t.Errorf("removeTreeContents(tree with a bind mount) = %v, want %v", err, errMountPoint)
 			}
 			if _, err := os.Stat(filepath.Join(shared, "keep")); err != nil {

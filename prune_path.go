@@ -102,9 +102,48 @@ func (guard *pruneGuard) check(sw *swarmDir, _ *entryLock, name string) error {
 	return err
 }
 
-// removeLocked removes the tree at name.
+// removeLocked removes the tree at name. Its pid file goes last, and only
+// once everything else has gone: a pruner that crashes or fails midway
+// leaves a tree whose pid file still tells that it is garbage.
 func (sw *swarmDir) removeLocked(l *entryLock, name string) error {
-	return removeTree(filepath.Join(sw.path, name), l.info)
+	top := sw.entryPath(name)
+	entries, err := os.ReadDir(top)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		if e.Name() != PIDFile {
+			if err := removeTree(filepath.Join(top, e.Name()), l.info); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if err := removeTree(filepath.Join(top, PIDFile), l.info); err != nil {
+		return err
+	}
+	return os.Remove(top)
+}
+
+// holdsNoFiles reports whether the tree at name holds nothing but
+// directories; a symlink or reparse point counts as a file. A directory
+// that cannot be read is an error: it cannot tell.
+func (sw *swarmDir) holdsNoFiles(_ *entryLock, name string) (bool, error) {
+	empty := true
+	err := filepath.WalkDir(sw.entryPath(name), func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case !d.IsDir() || d.Type()&(fs.ModeSymlink|fs.ModeIrregular) != 0:
+			empty = false
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return empty && err == nil, err
 }
 
 // removeTree removes the tree at path, depth first. A symlink, junction or
@@ -160,8 +199,11 @@ func (sw *swarmDir) fileClockOffset() (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer os.Remove(path)
+	// Held until its name is gone, so no other PruneDead takes it for a
+	// crashed one's (see removeStaleProbe).
 	defer f.Close()
+	defer os.Remove(path)
+	lockFile(f)
 	if testHookClockProbe != nil {
 		testHookClockProbe(path)
 	}

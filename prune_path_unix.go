@@ -10,8 +10,7 @@ import (
 )
 
 // lockDir opens the directory at path without following a symlink and
-// locks it (see lockExclusive). Where the file system cannot lock, work
-// goes on unlocked.
+// locks it (see lockExclusive).
 func lockDir(path, _ string) (unlock func(), err error) {
 	var fd int
 	err = ignoringEINTR(func() (err error) {
@@ -21,9 +20,9 @@ func lockDir(path, _ string) (unlock func(), err error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	if err := lockExclusive(fd); errors.Is(err, errBusy) {
+	if err := lockExclusive(fd); err != nil {
 		syscall.Close(fd)
-		return nil, err
+		return nil, lockError(path, err)
 	}
 	return func() { syscall.Close(fd) }, nil
 }
@@ -49,3 +48,36 @@ func makeDirUsable(path string, info fs.FileInfo) {
 
 // renameDir renames a directory.
 func renameDir(from, to string) error { return os.Rename(from, to) }
+
+// lockFile locks the open file f (see lockExclusive).
+func lockFile(f *os.File) error { return lockExclusive(int(f.Fd())) }
+
+// removeStaleProbe removes the clock probe file name if no PruneDead holds
+// it locked: its maker crashed before removing it. Anything but a regular
+// file of that name is left alone.
+func (sw *swarmDir) removeStaleProbe(name string) error {
+	path := sw.entryPath(name)
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = syscall.Open(path, pidFileFlags, 0)
+		return err
+	})
+	if errors.Is(err, syscall.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil
+	}
+	if err := lockExclusive(fd); err != nil {
+		return lockError(path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}

@@ -117,7 +117,11 @@ func dirIdentity(fd int) (dev, ino uint64, err error) {
 // directory is made usable (u+rwx) and the step tried again, as
 // `go clean -modcache` does for Go's read-only module cache; a directory of
 // another user's stays as it is and its error stands.
-func removeTreeContents(fd int, path string, dev uint64) error {
+//
+// At the top of a slot's tree (top) the pid file goes last, and only once
+// everything else has gone: a pruner that crashes or fails midway leaves a
+// tree whose pid file still tells that it is garbage (see finishLeftover).
+func removeTreeContents(fd int, path string, dev uint64, top bool) error {
 	entries, err := readTreeEntries(fd)
 	if errors.Is(err, syscall.EACCES) && makeUsable(fd) {
 		entries, err = readTreeEntries(fd)
@@ -125,13 +129,54 @@ func removeTreeContents(fd int, path string, dev uint64) error {
 	if err != nil {
 		return &fs.PathError{Op: "readdirent", Path: path, Err: err}
 	}
+	if top {
+		entries = pidFileLast(entries)
+	}
 	var errs []error
 	for _, e := range entries {
+		if top && e.name == PIDFile && len(errs) > 0 {
+			break
+		}
 		if err := removeEntry(fd, e, filepath.Join(path, e.name), dev); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// pidFileLast moves the pid file, if entries hold it, to their end.
+func pidFileLast(entries []dirEntry) []dirEntry {
+	for i, e := range entries {
+		if e.name == PIDFile {
+			return append(append(entries[:i:i], entries[i+1:]...), e)
+		}
+	}
+	return entries
+}
+
+// holdsNoFiles reports whether the tree under the open directory fd, whose
+// device is dev, holds nothing but directories. A directory that cannot be
+// read, or a mount met on the way, is an error: it cannot tell.
+func holdsNoFiles(fd int, dev uint64) (bool, error) {
+	entries, err := readTreeEntries(fd)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if !e.isDir {
+			return false, nil
+		}
+		sub, err := openSubdir(fd, e.name, dev)
+		if err != nil {
+			return false, err
+		}
+		empty, err := holdsNoFiles(sub, dev)
+		syscall.Close(sub)
+		if !empty || err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // removeEntry removes one entry of the open directory dirfd.
@@ -144,7 +189,7 @@ func removeEntry(dirfd int, e dirEntry, path string, dev uint64) error {
 		if err != nil {
 			return &fs.PathError{Op: "open", Path: path, Err: err}
 		}
-		err = removeTreeContents(sub, path, dev)
+		err = removeTreeContents(sub, path, dev, false)
 		syscall.Close(sub)
 		if err != nil {
 			return err

@@ -244,8 +244,11 @@ func (sw *swarmDir) fileClockAgrees() bool {
 	return sw.fileClock.agrees
 }
 
-// clockProbeName returns the name of the file that measures the swarm
+// clockProbePrefix starts the names of the files that measure the swarm
 // directory's clock.
+const clockProbePrefix = TrashPrefix + "clock."
+
+// clockProbeName returns the name of a new clock probe file.
 func clockProbeName() string { return trashName("clock.") }
 
 // testHookClockProbe, when set by a test, is called with the path of the

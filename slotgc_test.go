@@ -301,6 +301,22 @@ func addSlot(t *testing.T, swarm, name, content string) string {
 	return dir
 }
 
+func mkdirs(t *testing.T, dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Contents of addSlot that stand for something other than a pid file's text.
 const (
 	noPIDFile    = "\x00no pid file"
@@ -915,20 +931,31 @@ func TestPruneDeadFinishesLeftovers(t *testing.T) {
 	tests := []struct {
 		name      string
 		content   string
+		inside    []string // made in the entry: directories end in "/"
 		wantKept  bool
 		wantError bool
 	}{
-		{TrashPrefix + strconv.Itoa(dead) + ".crashed", noPIDFile, false, false},
-		{TrashPrefix + strconv.Itoa(dead) + ".crashed-early", pidLine(dead), false, false},
-		{TrashPrefix + "1.pid-one", noPIDFile, false, false},
-		{TrashPrefix + strconv.Itoa(live) + ".pid-taken", pidLine(dead), false, false},
-		{TrashPrefix + "junk", noPIDFile, false, false},
-		{TrashPrefix + strconv.Itoa(dead) + ".revived", pidLine(live), true, true},
-		{TrashPrefix + strconv.Itoa(dead) + ".garbage-pid-file", "garbage", true, true},
-		{TrashPrefix + strconv.Itoa(dead) + ".empty-pid-file", "", true, true},
+		{TrashPrefix + strconv.Itoa(dead) + ".crashed", noPIDFile, nil, false, false},
+		{TrashPrefix + strconv.Itoa(dead) + ".crashed-early", pidLine(dead), []string{"wt/f"}, false, false},
+		{TrashPrefix + "1.pid-one", noPIDFile, nil, false, false},
+		{TrashPrefix + strconv.Itoa(live) + ".pid-taken", pidLine(dead), nil, false, false},
+		{TrashPrefix + "junk", noPIDFile, []string{"a/b/", "c/"}, false, false},
+		{TrashPrefix + strconv.Itoa(dead) + ".revived", pidLine(live), nil, true, true},
+		{TrashPrefix + strconv.Itoa(dead) + ".garbage-pid-file", "garbage", nil, true, true},
+		{TrashPrefix + strconv.Itoa(dead) + ".empty-pid-file", "", nil, true, true},
+		// A slot renamed by hand, or by another user where the swarm
+		// directory lets others write, before its leaf wrote a pid file.
+		{TrashPrefix + strconv.Itoa(dead) + ".half-built", noPIDFile, []string{"wt/src/main.go"}, true, true},
+		{TrashPrefix + "renamed-by-hand", noPIDFile, []string{"notes"}, true, true},
 	}
 	for _, tc := range tests {
-		addSlot(t, swarm, tc.name, tc.content)
+		dir := addSlot(t, swarm, tc.name, tc.content)
+		for _, p := range tc.inside {
+			mkdirs(t, filepath.Join(dir, filepath.Dir(p)))
+			if !strings.HasSuffix(p, "/") {
+				writeFile(t, filepath.Join(dir, p), "work")
+			}
+		}
 	}
 	got, err := PruneDead(ws)
 	if got != nil {

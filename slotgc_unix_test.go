@@ -312,6 +312,12 @@ func TestPrunePermissionFailure(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(locked, "file")); err == nil {
 		t.Error("the locked subtree is still under slot b: PruneDead did not detach it first")
 	}
+	// The removal stopped short of b's pid file, so its leftover still
+	// tells that it is garbage.
+	leftovers, err := filepath.Glob(filepath.Join(swarm, TrashPrefix+"*", PIDFile))
+	if err != nil || len(leftovers) != 1 {
+		t.Errorf("pid files in detached trees after the failure = %v, %v; want b's, removed last", leftovers, err)
+	}
 	// Root can finish what nobody could not.
 	if names, err := PruneDead(ws); names != nil || err != nil {
 		t.Errorf("PruneDead(ws) as root after the failure = %v, %v, want nil, nil", names, err)

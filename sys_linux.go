@@ -174,8 +174,6 @@ type statxTimestamp struct {
 const (
 	// atSymlinkNofollow makes statx describe a symlink itself.
 	atSymlinkNofollow = 0x100
-	// atEmptyPath makes statx describe dirfd itself, given an empty path.
-	atEmptyPath = 0x1000
 	// atStatxDontSync makes statx answer from what the kernel has cached,
 	// never asking a network or FUSE file system's server: a stalled one
 	// cannot hang the call.
