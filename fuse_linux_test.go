@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,6 +101,7 @@ type fuseMount struct {
 	// reading, and of fuseSubName, an O_PATH one.
 	HolderFDs [2]int
 	children  []*fuseChild
+	launches  chan launch // to the launcher; closed by the cleanup
 }
 
 // mountFUSE mounts the test file system on dir, an empty directory, served
@@ -113,8 +115,9 @@ func mountFUSE(t *testing.T, dir string) *fuseMount {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &fuseMount{t: t, Dir: dir, conn: -1}
+	m := &fuseMount{t: t, Dir: dir, conn: -1, launches: make(chan launch)}
 	t.Cleanup(m.cleanup)
+	go m.launcher()
 	m.daemon = m.spawn("fuse-serve", dir)
 	switch line, err := m.daemon.line(settleTimeout); {
 	case err != nil:
@@ -254,6 +257,26 @@ func waitsIn(pid int) string {
 	return "no thread waiting in the kernel"
 }
 
+// launch asks the launcher to start cmd and say how that went.
+type launch struct {
+	cmd     *exec.Cmd
+	started chan<- error
+}
+
+// launcher starts the children on a thread kept for the purpose until the
+// cleanup. Their parent-death signal, SIGKILL, comes when the thread that
+// started them ends: so it comes when the test process dies without its
+// cleanup (a test timeout), never earlier. Then the server's death ends
+// the connection, and no stopped server is left to hang every stat of its
+// mount for good.
+func (m *fuseMount) launcher() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for l := range m.launches {
+		l.started <- l.cmd.Start()
+	}
+}
+
 // spawn starts a helper child in mode with SLOTGC_TEST_ARG set to arg and
 // args on its command line, to be killed and reaped by the cleanup.
 func (m *fuseMount) spawn(mode, arg string, args ...string) *fuseChild {
@@ -266,7 +289,10 @@ func (m *fuseMount) spawn(mode, arg string, args ...string) *fuseChild {
 		t.Fatal(err)
 	}
 	cmd.Stdout = w
-	err = cmd.Start()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	started := make(chan error)
+	m.launches <- launch{cmd, started}
+	err = <-started
 	w.Close()
 	if err != nil {
 		r.Close()
@@ -314,6 +340,7 @@ func (m *fuseMount) cleanup() {
 			t.Errorf("cleanup: %s child %d not reaped %v after the abort and SIGKILL (state %c): %s", c.mode, c.pid(), reapTimeout, st.state, waitsIn(c.pid()))
 		}
 	}
+	close(m.launches)
 	if err := syscall.Unmount(m.Dir, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("cleanup: unmount %s: %v", m.Dir, err)
 	}
