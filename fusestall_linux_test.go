@@ -244,3 +244,41 @@ func TestSlotIsFUSEMount(t *testing.T) {
 		})
 	}
 }
+
+// TestLeafInFUSEMount names the Holder, a process working in a FUSE mount,
+// in a slot's pid file written an hour before it started, by the clocks.
+// To tell a leaf whose clock stepped from a stranger that took its pid,
+// Scan looks whether the process uses the slot through its /proc links,
+// which lead into the mount: first while the server answers, then while
+// it is stopped. Each call gets a workspace of its own.
+func TestLeafInFUSEMount(t *testing.T) {
+	for _, stalled := range []bool{false, true} {
+		t.Run(map[bool]string{false: "answering", true: "stalled"}[stalled], func(t *testing.T) {
+			m := mountFUSE(t, tempDir(t))
+			holder := m.hold().pid()
+			if stalled {
+				m.stall()
+			}
+			layout := func() string {
+				ws, swarm := workspace(t)
+				backdate(t, addSlot(t, swarm, "leaf", pidLine(holder)))
+				return ws
+			}
+			// The Holder does not use the slot, so the slot is reused. Where
+			// the Holder's files cannot be looked at, taking it for the
+			// leaf is a safe answer too.
+			want := func(reused, live string) []string {
+				if stalled {
+					return []string{reused, live}
+				}
+				return []string{reused}
+			}
+			m.runWithin(t, []stallCase{
+				{call: "Scan", ws: layout(), want: want("map[leaf:reused]", "map[leaf:live]")},
+				{call: "DeadSlots", ws: layout(), want: want("[leaf]", "[]")},
+				{call: "LiveSlots", ws: layout(), want: want("[]", fmt.Sprintf("[{leaf %d}]", holder))},
+				{call: "PruneDead", ws: layout(), want: want("[leaf]", "[]")},
+			})
+		})
+	}
+}
