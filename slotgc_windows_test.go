@@ -4,6 +4,7 @@ package slotgc
 
 import (
 	"encoding/binary"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -134,5 +135,27 @@ func TestJunctionInDeadSlot(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
 		t.Errorf("PruneDead deleted the file behind a junction: %v", err)
+	}
+}
+
+// TestPruneKeepsHeldSlot holds a file of a dead slot open in a child, as a
+// job the dead leaf started would: Windows refuses the rename that detaches
+// the slot, and PruneDead must report the slot in use and keep it whole.
+func TestPruneKeepsHeldSlot(t *testing.T) {
+	ws, swarm := workspace(t)
+	dir := addSlot(t, swarm, "held", pidLine(deadPID(t)))
+	held := filepath.Join(dir, "wt", "open.txt")
+	mkdirs(t, filepath.Dir(held))
+	writeFile(t, held, "work")
+	cmd := helperCmd(t, testBinary(t), "hold")
+	cmd.Env = append(cmd.Env, helperArgEnv+"="+held)
+	startHelper(t, cmd, "hold")
+
+	got, err := PruneDead(ws)
+	if got != nil || !errors.Is(err, ErrInUse) {
+		t.Errorf("PruneDead(ws) = %v, %v, want nil and an ErrInUse", got, err)
+	}
+	if _, err := os.Stat(held); err != nil {
+		t.Errorf("the held file is gone from its slot: %v", err)
 	}
 }
