@@ -68,50 +68,21 @@ import (
 // per failed slot (or trash entry), which names it and wraps the cause, so
 // errors.Is(err, fs.ErrPermission) works; the names removed are returned
 // with it. An error that holds no *SlotError means the swarm directory
-// itself could not be read. A missing swarm directory yields nil, nil.
+// itself could not be read, or the environment's options do not parse. A
+// missing swarm directory yields nil, nil.
+//
+// PruneDead is Prune with the options the environment sets (see
+// PruneOptionsFromEnv): with IdleEnv (SLOTGC_IDLE) and KeepEnv
+// (SLOTGC_KEEP) unset or empty it removes every dead slot at once, as it
+// always has; a value that does not parse is an error, and nothing is
+// removed. It then returns the names of the slots it took, removed or
+// recovered, and measures nothing. A detached tree whose name says its
+// pruner meant to recover its worktree has the worktree recovered before
+// it is removed, whatever the options (see Prune).
 //
 // How much of each guard a system can give is in the package doc, Systems.
 func PruneDead(workspaceDir string) ([]string, error) {
-	sw, entries, err := openSwarm(SwarmPath(workspaceDir))
-	if sw == nil {
-		return nil, err
-	}
-	defer sw.close()
-	unlock, err := sw.lockForPrune()
-	if err != nil {
-		return nil, fmt.Errorf("slotgc: prune: %w", err)
-	}
-	defer unlock()
-	sw.checkFileClock = true
-	statuses, trash := sw.classifyAll(entries)
-	var guard pruneGuard
-	var removed []string
-	var errs []error
-	for _, s := range statuses {
-		if !s.State.Dead() {
-			continue
-		}
-		ok, err := sw.prune(s.Name, &guard)
-		if err != nil {
-			errs = append(errs, sw.slotError(opPrune, s.Name, err))
-		}
-		if ok {
-			removed = append(removed, s.Name)
-		}
-	}
-	for _, name := range trash {
-		if err := sw.finishLeftover(name, &guard); err != nil {
-			errs = append(errs, sw.slotError(opPrune, name, err))
-		}
-	}
-	for _, e := range entries {
-		if !e.isDir && strings.HasPrefix(e.name, clockProbePrefix) {
-			if err := sw.removeStaleProbe(e.name); err != nil {
-				errs = append(errs, sw.slotError(opPrune, e.name, err))
-			}
-		}
-	}
-	return removed, errors.Join(errs...)
+	return pruneDead(workspaceDir)
 }
 
 // Users returns the processes that use each of the named slot directories
@@ -165,7 +136,7 @@ func trashName(kind string) string {
 // reporting whether it did. A slot that is no longer there, no longer
 // dead, or held by another PruneDead is not an error: another PruneDead,
 // or its owner, got to it first.
-func (sw *swarmDir) prune(slot string, guard *pruneGuard) (bool, error) {
+func (sw *swarmDir) prune(slot string, guard *pruneGuard, t *taking) (bool, error) {
 	lock, err := sw.lockEntry(slot)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errBusy):
@@ -184,7 +155,10 @@ func (sw *swarmDir) prune(slot string, guard *pruneGuard) (bool, error) {
 		}
 		return false, err
 	}
-	trash := trashName("")
+	if done, err := t.judge(sw, lock, slot); done || err != nil {
+		return false, err
+	}
+	trash := t.trashName()
 	if err := sw.renameEntry(slot, trash); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil
@@ -194,8 +168,8 @@ func (sw *swarmDir) prune(slot string, guard *pruneGuard) (bool, error) {
 	if !lock.is(sw, trash) || !sw.classify(trash, &ps).State.Dead() {
 		return false, sw.restore(trash, slot)
 	}
-	if err := sw.removeLocked(lock, trash); err != nil {
-		return false, fmt.Errorf("remove detached tree %s (the next PruneDead retries): %w", sw.entryPath(trash), err)
+	if err := t.take(sw, lock, slot, trash); err != nil {
+		return false, err
 	}
 	return true, nil
 }
@@ -216,7 +190,7 @@ func (sw *swarmDir) restore(trashName, slot string) error {
 
 // finishLeftover removes a trash entry that no PruneDead is at work on, if
 // it is surely garbage.
-func (sw *swarmDir) finishLeftover(name string, guard *pruneGuard) error {
+func (sw *swarmDir) finishLeftover(name string, guard *pruneGuard, run *pruneRun) error {
 	lock, err := sw.lockEntry(name)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errBusy):
@@ -247,8 +221,5 @@ func (sw *swarmDir) finishLeftover(name string, guard *pruneGuard) error {
 	if err := guard.check(sw, lock, name); err != nil {
 		return fmt.Errorf("detached tree %s: %w", path, err)
 	}
-	if err := sw.removeLocked(lock, name); err != nil {
-		return fmt.Errorf("finish removing detached tree %s: %w", path, err)
-	}
-	return nil
+	return run.takeLeftover(sw, lock, name)
 }
