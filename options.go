@@ -248,6 +248,9 @@ func pruneDead(workspaceDir string) ([]string, error) {
 // pruneRun is what one Prune call shares between its slots.
 type pruneRun struct {
 	opts PruneOptions
+	// start is when the call began: the entries it makes are not its to
+	// expire.
+	start time.Time
 	// measure asks for each taken slot's Bytes.
 	measure bool
 	// recovery is the recovery directory, opened (made if missing) when a
@@ -275,7 +278,7 @@ func prune(workspaceDir string, opts PruneOptions, measure bool) (PruneReport, e
 	defer unlock()
 	sw.checkFileClock = true
 	statuses, trash := sw.classifyAll(entries)
-	run := &pruneRun{opts: opts, measure: measure, stateDir: filepath.Dir(swarm)}
+	run := &pruneRun{opts: opts, start: time.Now(), measure: measure, stateDir: filepath.Dir(swarm)}
 	defer run.close()
 	total := 0
 	for _, s := range statuses {

@@ -340,9 +340,9 @@ func (r *pruneRun) recoverWorktree(sw *swarmDir, l *entryLock, slot, trash strin
 	return "", notRecoverable(rd.path, fmt.Errorf("%s-<unix seconds> is taken for %d seconds from now", slot, entryNameTries))
 }
 
-// expire removes the recovery entries slotgc made more than Keep ago, and
-// the records of entries that are gone, and returns the entries removed
-// (with DryRun, that would be).
+// expire removes the recovery entries an earlier prune made more than Keep
+// ago, and the records of entries that are gone, and returns the entries
+// removed (with DryRun, that would be).
 func (r *pruneRun) expire() ([]Recovery, error) {
 	rd := r.recovery
 	if rd == nil {
@@ -369,9 +369,10 @@ func (r *pruneRun) expire() ([]Recovery, error) {
 	now := time.Now()
 	for _, name := range names {
 		rec, err := rd.readRecord(name)
-		if err != nil || now.Sub(rec.made) < r.opts.Keep {
+		if err != nil || now.Sub(rec.made) < r.opts.Keep || !rec.made.Before(r.start) {
 			// A record that cannot be read may be one a running prune is
-			// writing: left for a later call to judge.
+			// writing: left for a later call to judge. What this call made
+			// only a later one removes, however short the retention.
 			continue
 		}
 		slot, _, _ := parseRecoveryName(name)
