@@ -253,12 +253,14 @@ type pruneRun struct {
 	start time.Time
 	// measure asks for each taken slot's Bytes.
 	measure bool
+	// stateDir holds the swarm directory and the recovery directory.
+	stateDir string
 	// recovery is the recovery directory, opened (made if missing) when a
 	// slot first needs it; recoveryErr is why it could not be.
-	stateDir    string
 	recovery    *recoveryDir
 	recoveryErr error
-	detached    []SlotOutcome
+	// detached holds the outcomes of the leftovers finished.
+	detached []SlotOutcome
 }
 
 func prune(workspaceDir string, opts PruneOptions, measure bool) (PruneReport, error) {

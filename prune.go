@@ -132,10 +132,11 @@ func trashName(kind string) string {
 	return TrashPrefix + kind + strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(rand.Uint64(), 36)
 }
 
-// prune removes the slot if it is still dead and no guard refuses,
-// reporting whether it did. A slot that is no longer there, no longer
-// dead, or held by another PruneDead is not an error: another PruneDead,
-// or its owner, got to it first.
+// prune removes the slot if it is still dead and no guard refuses, or
+// keeps or recovers it as t's options say, reporting whether it took it.
+// A slot that is no longer there, no longer dead, or held by another
+// PruneDead is not an error: another PruneDead, or its owner, got to it
+// first.
 func (sw *swarmDir) prune(slot string, guard *pruneGuard, t *taking) (bool, error) {
 	lock, err := sw.lockEntry(slot)
 	switch {
