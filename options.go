@@ -43,7 +43,9 @@ type PruneOptions struct {
 	Keep time.Duration
 	// DryRun judges every dead slot as Prune would, locks and guards
 	// included, and reports what it would do, changing nothing: no slot,
-	// detached tree or recovery entry is touched.
+	// detached tree or recovery entry is touched, and no recovery
+	// directory made. As it holds each slot's lock for a moment, a prune
+	// running at the same time may pass a slot over, for its next call.
 	DryRun bool
 	// Progress, when not nil, is called after each dead slot is settled,
 	// from the goroutine that called Prune, with how many of the call's
@@ -71,27 +73,26 @@ func (o PruneOptions) String() string {
 // is an error naming it, and the options are then not to be used. The
 // environment is read on every call.
 func PruneOptionsFromEnv() (PruneOptions, error) {
-	var opts PruneOptions
-	var errs []error
-	for _, v := range []struct {
-		name string
-		to   *time.Duration
-	}{{IdleEnv, &opts.Idle}, {KeepEnv, &opts.Keep}} {
-		value := os.Getenv(v.name)
-		if value == "" {
-			continue
-		}
-		d, err := time.ParseDuration(value)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("slotgc: %s=%q: not a duration such as 30m or 168h: %w", v.name, value, err))
-		case d < 0:
-			errs = append(errs, fmt.Errorf("slotgc: %s=%q: negative", v.name, value))
-		default:
-			*v.to = d
-		}
+	idle, idleErr := envDuration(IdleEnv)
+	keep, keepErr := envDuration(KeepEnv)
+	return PruneOptions{Idle: idle, Keep: keep}, errors.Join(idleErr, keepErr)
+}
+
+// envDuration reads the duration the environment variable name holds: 0
+// when it is unset or empty.
+func envDuration(name string) (time.Duration, error) {
+	value := os.Getenv(name)
+	if value == "" {
+		return 0, nil
 	}
-	return opts, errors.Join(errs...)
+	d, err := time.ParseDuration(value)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("slotgc: %s=%q: not a duration such as 30m or 168h: %w", name, value, err)
+	case d < 0:
+		return 0, fmt.Errorf("slotgc: %s=%q: negative", name, value)
+	}
+	return d, nil
 }
 
 // check refuses options no caller can mean.
@@ -290,6 +291,9 @@ func prune(workspaceDir string, opts PruneOptions, measure bool) (PruneReport, e
 	}
 	var guard pruneGuard
 	var report PruneReport
+	if total > 0 {
+		report.Slots = make([]SlotOutcome, 0, total)
+	}
 	var errs []error
 	for _, s := range statuses {
 		if !s.State.Dead() {
