@@ -403,7 +403,6 @@ type treeWalk struct {
 	cutoff time.Time
 	strict bool
 
-	dev      uint64
 	bytes    int64
 	recent   string
 	recentAt time.Time

@@ -105,11 +105,10 @@ func (w *treeWalk) walkFD(fd int, path string) error {
 	if err != nil {
 		return &fs.PathError{Op: "statx", Path: path, Err: err}
 	}
-	w.dev = st.id.dev
 	if w.noteStat(st, path) {
 		return nil
 	}
-	return w.dir(fd, path)
+	return w.dir(fd, path, st.id.dev)
 }
 
 func (w *treeWalk) noteStat(st entryStat, path string) bool {
@@ -124,10 +123,10 @@ func (w *treeWalk) noteStat(st entryStat, path string) bool {
 	return false
 }
 
-// dir walks the entries of the open directory fd, at path. Where the walk
-// is strict, anything it cannot look at ends it with an error; otherwise
-// that part is passed over.
-func (w *treeWalk) dir(fd int, path string) error {
+// dir walks the entries of the open directory fd, at path, on device dev.
+// Where the walk is strict, anything it cannot look at ends it with an
+// error; otherwise that part is passed over.
+func (w *treeWalk) dir(fd int, path string, dev uint64) error {
 	entries, err := readTreeEntries(fd)
 	if err != nil {
 		return w.fail(&fs.PathError{Op: "readdirent", Path: path, Err: err})
@@ -149,7 +148,7 @@ func (w *treeWalk) dir(fd int, path string) error {
 		if !st.isDir {
 			continue
 		}
-		sub, err := openSubdir(fd, e.name, w.dev)
+		sub, err := openSubdir(fd, e.name, dev)
 		if err != nil {
 			if errors.Is(err, errMountPoint) {
 				err = fmt.Errorf("%w, not looked into", err)
@@ -159,7 +158,7 @@ func (w *treeWalk) dir(fd int, path string) error {
 			}
 			continue
 		}
-		err = w.dir(sub, filepath.Join(path, e.name))
+		err = w.dir(sub, filepath.Join(path, e.name), dev)
 		syscall.Close(sub)
 		if err != nil || !w.recentAt.IsZero() {
 			return err
