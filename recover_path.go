@@ -279,6 +279,9 @@ func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery) (bool, 
 	defer unlock()
 	e.ModTime = info.ModTime()
 	e.Bytes = rd.measure(name)
+	// Windows reads a file's identity lazily, by the path it was found
+	// at, which the rename takes away: read it now (see lockEntry).
+	os.SameFile(info, info)
 	trash := filepath.Join(rd.recordDir(), trashName("expire."))
 	if err := renameDir(e.Path, trash); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

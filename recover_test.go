@@ -615,7 +615,7 @@ func TestPruneOptionsFromEnv(t *testing.T) {
 	if err != nil || opts.Idle != 90*time.Second || opts.Keep != 0 || opts.String() != IdleEnv+"=1m30s" {
 		t.Errorf("PruneOptionsFromEnv() = %+v (%s), %v, want Idle 90s", opts, opts, err)
 	}
-	if _, err := Prune(t.TempDir(), PruneOptions{Keep: -time.Second}); err == nil {
+	if _, err := Prune(tempDir(t), PruneOptions{Keep: -time.Second}); err == nil {
 		t.Error("Prune(ws, Keep -1s) = nil error, want a refusal")
 	}
 }
