@@ -4,8 +4,11 @@
 // names may still be the worker that wrote it, never to remove a slot that
 // is not dead at the moment of removal, never to remove anything on another
 // mount or outside the swarm directory, never to remove a slot some
-// process is still working in (where the system lets that be seen), and
-// never to signal pid 0, -1, 1 or the caller itself. It uses the standard
+// process is still working in (where the system lets that be seen), never
+// to signal a process it cannot show to be the slot's leaf (where the
+// system gives process handles), and never to signal pid 0, -1, 1 or the
+// caller itself. Where it cannot establish a fact, it takes the answer
+// that loses nothing and says why in the error. It uses the standard
 // library only.
 //
 // # Layout
@@ -72,14 +75,26 @@
 // # Pruning
 //
 // PruneDead removes only garbage. It locks each slot before it touches it
-// (so concurrent calls never share one), checks it again, refuses a slot
-// that holds a mount point or that a process still uses (keeping it whole
-// at its name, with an error that says why), detaches it by an atomic
-// rename to a TrashPrefix name, checks it once more, and removes the tree
-// without following a symlink or crossing a mount, making the caller's own
-// read-only directories usable as it goes. A leftover TrashPrefix entry
-// whose pruner is gone is finished by the next call when it is surely
-// garbage. How much of this each system allows is in Systems.
+// (so concurrent calls never share one; a lock that fails for any reason
+// but another holder keeps the slot, since nothing then tells whether
+// another call works on it), checks it again, refuses a slot that holds a
+// mount point or that a process still uses (keeping it whole at its name,
+// with an error that says why), detaches it by an atomic rename to a
+// TrashPrefix name, checks it once more, and removes the tree without
+// following a symlink or crossing a mount, making the caller's own
+// read-only directories usable as it goes. The pid file goes last, and
+// only once everything else has gone, so a removal cut short leaves a tree
+// that still tells it is garbage.
+//
+// A TrashPrefix entry that no running call holds is judged by the rules
+// for slots, whatever its name says and whoever gave it: it is finished
+// when its pid file names a dead process, or when it holds no file at all,
+// only empty directories; anything else (a live pid, an unusable pid file,
+// files without a pid file, like a half-built slot renamed by hand) stays,
+// with an error. The file PruneDead makes to measure the swarm directory's
+// clock (a TrashPrefix name too) is held locked while it exists, and one
+// whose maker is gone is removed. How much of this each system allows is
+// in Systems.
 //
 // # Systems
 //
@@ -109,12 +124,20 @@
 //     Users answers from the same pass. Per-thread working directories
 //     are not looked at.
 //   - Kill and KillSlot signal through one pidfd opened at the start and
-//     wake on it the moment the process exits. Out of file descriptors
+//     wake on it the moment the process exits. KillSlot reads the start
+//     time of the process behind the pidfd from /proc; where it cannot
+//     (a foreign /proc, hidepid, a process gone meanwhile) it signals
+//     nothing and its error wraps ErrUnidentified. Out of file descriptors
 //     they wait up to 2 seconds for one, then give up rather than signal
 //     the bare pid. Where pidfd_open is unavailable (before Linux 5.3, or
 //     a sandbox that forbids it) they signal the pid with kill(2) and poll
 //     with a backoff starting at 100µs, and a zombie is gone only once
 //     reaped.
+//   - A pid file is opened with openat2, refusing to cross a mount or
+//     follow a symlink on the way, so a slot that is itself a mount point
+//     (of a stalled FUSE or NFS file system, say) is never looked into: it
+//     reads as an unusable pid file, never collected. Before Linux 5.6 (no
+//     openat2) the open crosses the mount.
 //   - Before Linux 3.15, or on a file system that refuses
 //     RENAME_NOREPLACE, a slot restored after it came back to life could
 //     replace an empty directory made under its name in the moment
@@ -125,7 +148,8 @@
 // as alive until reaped, a reused pid goes unnoticed (the slot stays Live),
 // there is no guard against processes that use a slot (Users finds none),
 // and Kill and KillSlot signal the bare pid with kill(2) and poll, so a pid
-// recycled meanwhile could be signalled. Every step of PruneDead below the
+// recycled meanwhile could be signalled; with no start time, KillSlot
+// cannot refuse a stranger either. Every step of PruneDead below the
 // swarm directory resolves its path again, so a swarm directory swapped for
 // a symlink in the middle of a call can steer it; a mount point is told by
 // a change of device; a restore can replace an empty directory made under
@@ -138,7 +162,8 @@
 // alive. Start times are process creation times, recorded by the same wall
 // clock as file times, so a later clock step moves neither. Windows has
 // no SIGTERM: Kill terminates the process at once through one handle and
-// waits on it. A pid file is opened with FILE_FLAG_OPEN_REPARSE_POINT, so
+// waits on it; KillSlot reads the creation time through that handle and,
+// where it cannot, signals nothing (ErrUnidentified). A pid file is opened with FILE_FLAG_OPEN_REPARSE_POINT, so
 // a symlink or junction is never followed. A workspace whose .bones is a
 // file reads as one without a swarm directory, as Windows reports such a
 // path as not found. PruneDead resolves paths below the swarm directory
@@ -146,7 +171,10 @@
 // rename failing: a directory some process holds open (as its working
 // directory, or a file in it opened without FILE_SHARE_DELETE) cannot be
 // renamed (tried again for 200ms, as a scan holds a pid file open for a
-// moment), so such a slot fails with ErrInUse and stays whole. Junctions
+// moment), so such a slot fails with ErrInUse and stays whole; a refusal
+// is called in use only where the rights a rename needs are granted
+// (DELETE on the slot, adding a subdirectory to the swarm directory),
+// else it is the permission error it is. Junctions
 // and symlinks in a tree are removed as links, never followed. PruneDead
 // calls on one swarm directory take turns, holding a file there,
 // TrashPrefix+"lock", open with no sharing: Windows has no lock on a
