@@ -195,6 +195,14 @@ func (sw *swarmDir) prune(slot string, guard *pruneGuard) (bool, error) {
 		return false, sw.restore(trash, slot)
 	}
 	if err := sw.removeLocked(lock, trash); err != nil {
+		if errors.Is(err, ErrInUse) {
+			// Found in use only once detached, before anything went: it
+			// goes back to its name, as the guards would have kept it.
+			if rerr := sw.restoreEntry(trash, slot); rerr != nil {
+				return false, fmt.Errorf("%w; and it could not be put back, so its tree is kept at %s: %v", err, sw.entryPath(trash), rerr)
+			}
+			return false, err
+		}
 		return false, fmt.Errorf("remove detached tree %s (the next PruneDead retries): %w", sw.entryPath(trash), err)
 	}
 	return true, nil
