@@ -20,8 +20,7 @@ import (
 // and each path walk through the mount, goes to the server, and once the
 // server stops, every one of them waits.
 //
-// The tree: the root, a regular file fuseFileName holding fuseFileContent,
-// and an empty directory fuseSubName.
+// The server serves a fuseFS: the tree of fuseTestFS, or any other.
 
 const (
 	fuseFileName    = "f"
@@ -29,7 +28,7 @@ const (
 	fuseFileContent = "served by the slotgc test FUSE server\n"
 )
 
-// Node ids of the tree; the root's is fixed by the protocol.
+// Node ids of fuseTestFS's tree; the root's is fixed by the protocol.
 const (
 	fuseRootID = 1
 	fuseFileID = 2
@@ -43,10 +42,20 @@ type fuseNode struct {
 	data   string
 }
 
-var fuseNodes = map[uint64]fuseNode{
-	fuseRootID: {0, "", syscall.S_IFDIR | 0o755, ""},
-	fuseFileID: {fuseRootID, fuseFileName, syscall.S_IFREG | 0o644, fuseFileContent},
-	fuseSubID:  {fuseRootID, fuseSubName, syscall.S_IFDIR | 0o755, ""},
+// fuseFS is a file system the server serves: a tree of nodes by id.
+type fuseFS struct {
+	nodes map[uint64]fuseNode
+}
+
+// fuseTestFS is the tree the fuse-serve helper serves: the root, a regular
+// file fuseFileName holding fuseFileContent, and an empty directory
+// fuseSubName.
+func fuseTestFS() *fuseFS {
+	return &fuseFS{nodes: map[uint64]fuseNode{
+		fuseRootID: {0, "", syscall.S_IFDIR | 0o755, ""},
+		fuseFileID: {fuseRootID, fuseFileName, syscall.S_IFREG | 0o644, fuseFileContent},
+		fuseSubID:  {fuseRootID, fuseSubName, syscall.S_IFDIR | 0o755, ""},
+	}}
 }
 
 // Opcodes of the requests the server answers, or takes without an answer.
@@ -95,10 +104,10 @@ func fuseMountData(fd int) string {
 // mount: no /dev/fuse, no permission, or no fuse file system type.
 var errFUSEUnavailable = errors.New("unavailable")
 
-// runFUSEServer mounts the file system on mountPoint and answers the kernel
-// until the connection ends (ENODEV: unmounted or aborted). ready is called
-// once INIT is answered, when the mount can be used.
-func runFUSEServer(mountPoint string, ready func()) error {
+// runFUSEServer mounts fsys on mountPoint and answers the kernel until the
+// connection ends (ENODEV: unmounted or aborted). ready is called once
+// INIT is answered, when the mount can be used.
+func runFUSEServer(mountPoint string, fsys *fuseFS, ready func()) error {
 	fd, err := syscall.Open("/dev/fuse", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("%w: open /dev/fuse: %w", errFUSEUnavailable, err)
@@ -127,7 +136,7 @@ func runFUSEServer(mountPoint string, ready func()) error {
 			return fmt.Errorf("read /dev/fuse: a request of %d bytes", n)
 		}
 		opcode := binary.NativeEndian.Uint32(buf[4:])
-		reply := fuseAnswer(buf[:n])
+		reply := fsys.answer(buf[:n])
 		if reply == nil {
 			continue
 		}
@@ -143,15 +152,15 @@ func runFUSEServer(mountPoint string, ready func()) error {
 	}
 }
 
-// fuseAnswer returns the reply to one request, or nil for the requests
-// that take none.
-func fuseAnswer(req []byte) []byte {
+// answer returns the reply to one request, or nil for the requests that
+// take none.
+func (fsys *fuseFS) answer(req []byte) []byte {
 	ne := binary.NativeEndian
 	opcode := ne.Uint32(req[4:])
 	unique := ne.Uint64(req[8:])
 	id := ne.Uint64(req[16:])
 	body := req[fuseInHeaderSize:]
-	node, known := fuseNodes[id]
+	node, known := fsys.nodes[id]
 	if !known && opcode != fuseInit && opcode != fuseForget && opcode != fuseBatchForget && opcode != fuseInterrupt {
 		return fuseReply(unique, syscall.ENOENT, nil)
 	}
@@ -167,9 +176,9 @@ func fuseAnswer(req []byte) []byte {
 		return nil
 	case fuseLookup:
 		name := cString(body)
-		for _, childID := range fuseChildren(id) {
-			if fuseNodes[childID].name == name {
-				return fuseReply(unique, 0, fuseEntryOut(childID))
+		for _, childID := range fsys.children(id) {
+			if fsys.nodes[childID].name == name {
+				return fuseReply(unique, 0, fsys.entryOut(childID))
 			}
 		}
 		return fuseReply(unique, syscall.ENOENT, nil)
@@ -177,7 +186,7 @@ func fuseAnswer(req []byte) []byte {
 		out := ne.AppendUint64(nil, 0) // attr_valid: 0 s, so no stat is answered from the cache
 		out = ne.AppendUint32(out, 0)  // attr_valid_nsec
 		out = ne.AppendUint32(out, 0)  // dummy
-		return fuseReply(unique, 0, appendFUSEAttr(out, id))
+		return fuseReply(unique, 0, fsys.appendAttr(out, id))
 	case fuseOpen, fuseOpendir:
 		if (opcode == fuseOpendir) != (node.mode&syscall.S_IFMT == syscall.S_IFDIR) {
 			return fuseReply(unique, syscall.EISDIR, nil)
@@ -191,7 +200,7 @@ func fuseAnswer(req []byte) []byte {
 		data := node.data[min(offset, uint64(len(node.data))):]
 		return fuseReply(unique, 0, []byte(data[:min(size, uint64(len(data)))]))
 	case fuseReaddir:
-		return fuseReply(unique, 0, fuseDirents(id, ne.Uint64(body[8:]), int(ne.Uint32(body[16:]))))
+		return fuseReply(unique, 0, fsys.dirents(id, ne.Uint64(body[8:]), int(ne.Uint32(body[16:]))))
 	case fuseAccess, fuseFlush, fuseRelease, fuseReleasedir:
 		return fuseReply(unique, 0, nil)
 	case fuseStatfs:
@@ -237,8 +246,8 @@ func fuseInitOut(in []byte) []byte {
 	return append(out, make([]byte, 7*4)...)
 }
 
-// fuseEntryOut answers a LOOKUP that found id.
-func fuseEntryOut(id uint64) []byte {
+// entryOut answers a LOOKUP that found id.
+func (fsys *fuseFS) entryOut(id uint64) []byte {
 	ne := binary.NativeEndian
 	out := ne.AppendUint64(nil, id)
 	out = ne.AppendUint64(out, 1) // generation
@@ -246,13 +255,13 @@ func fuseEntryOut(id uint64) []byte {
 	out = ne.AppendUint64(out, 0) // attr_valid
 	out = ne.AppendUint32(out, 0) // entry_valid_nsec
 	out = ne.AppendUint32(out, 0) // attr_valid_nsec
-	return appendFUSEAttr(out, id)
+	return fsys.appendAttr(out, id)
 }
 
-// appendFUSEAttr appends struct fuse_attr for node id, owned by root.
-func appendFUSEAttr(out []byte, id uint64) []byte {
+// appendAttr appends struct fuse_attr for node id, owned by root.
+func (fsys *fuseFS) appendAttr(out []byte, id uint64) []byte {
 	ne := binary.NativeEndian
-	node := fuseNodes[id]
+	node := fsys.nodes[id]
 	nlink := uint32(1)
 	if node.mode&syscall.S_IFMT == syscall.S_IFDIR {
 		nlink = 2
@@ -275,10 +284,10 @@ func appendFUSEAttr(out []byte, id uint64) []byte {
 	return ne.AppendUint32(out, 0)   // flags
 }
 
-// fuseChildren returns the ids of the directory id's entries, in order.
-func fuseChildren(id uint64) []uint64 {
+// children returns the ids of the directory id's entries, in order.
+func (fsys *fuseFS) children(id uint64) []uint64 {
 	var ids []uint64
-	for childID, n := range fuseNodes {
+	for childID, n := range fsys.nodes {
 		if n.parent == id && childID != fuseRootID {
 			ids = append(ids, childID)
 		}
@@ -287,19 +296,19 @@ func fuseChildren(id uint64) []uint64 {
 	return ids
 }
 
-// fuseDirents answers a READDIR of directory id from entry offset on, in
-// at most size bytes. Each entry's offset field is where the next read
+// dirents answers a READDIR of directory id from entry offset on, in at
+// most size bytes. Each entry's offset field is where the next read
 // resumes.
-func fuseDirents(id, offset uint64, size int) []byte {
+func (fsys *fuseFS) dirents(id, offset uint64, size int) []byte {
 	ne := binary.NativeEndian
 	type entry struct {
 		ino  uint64
 		name string
 		mode uint32
 	}
-	entries := []entry{{id, ".", syscall.S_IFDIR}, {max(fuseNodes[id].parent, fuseRootID), "..", syscall.S_IFDIR}}
-	for _, childID := range fuseChildren(id) {
-		entries = append(entries, entry{childID, fuseNodes[childID].name, fuseNodes[childID].mode})
+	entries := []entry{{id, ".", syscall.S_IFDIR}, {max(fsys.nodes[id].parent, fuseRootID), "..", syscall.S_IFDIR}}
+	for _, childID := range fsys.children(id) {
+		entries = append(entries, entry{childID, fsys.nodes[childID].name, fsys.nodes[childID].mode})
 	}
 	var out []byte
 	for i := offset; i < uint64(len(entries)); i++ {
@@ -333,7 +342,7 @@ func init() {
 	// answered, and serves until the connection ends or it is killed. The
 	// test stops it with SIGSTOP to make the mount hang.
 	if os.Getenv(helperEnv) == "fuse-serve" {
-		err := runFUSEServer(os.Getenv(helperArgEnv), func() { fmt.Println("ready") })
+		err := runFUSEServer(os.Getenv(helperArgEnv), fuseTestFS(), func() { fmt.Println("ready") })
 		switch {
 		case err == nil:
 			os.Exit(0)
