@@ -109,6 +109,13 @@ type fuseMount struct {
 // fuse. The mount answers until stall is called.
 func mountFUSE(t *testing.T, dir string) *fuseMount {
 	t.Helper()
+	return mountServed(t, dir, "fuse-serve")
+}
+
+// mountServed mounts on dir, as mountFUSE does, the file system that the
+// helper in mode serves, given args (see fuseserve_linux_test.go).
+func mountServed(t *testing.T, dir, mode string, args ...string) *fuseMount {
+	t.Helper()
 	needRoot(t)
 	// mountinfo and /proc/<pid>/cwd name the mount by its real path.
 	dir, err := filepath.EvalSymlinks(dir)
@@ -118,7 +125,7 @@ func mountFUSE(t *testing.T, dir string) *fuseMount {
 	m := &fuseMount{t: t, Dir: dir, conn: -1, launches: make(chan launch)}
 	t.Cleanup(m.cleanup)
 	go m.launcher()
-	m.daemon = m.spawn("fuse-serve", dir)
+	m.daemon = m.spawn(mode, dir, args...)
 	switch line, err := m.daemon.line(settleTimeout); {
 	case err != nil:
 		t.Fatalf("setup: FUSE server not ready: %v", err)
@@ -209,6 +216,46 @@ func (m *fuseMount) stall() {
 		t.Fatalf("setup: stat %s with the FUSE server stopped gave %q, %v: the stall is not real", target, line, err)
 	}
 	t.Logf("stall: stat %s waits in state %c, and in D after a signal: %s", target, first.state, kernelStack(probe.pid(), probe.pid()))
+}
+
+// requests returns how many requests of each kind (see fuseFS.count) the
+// server has read so far. Every request a call made has been read once
+// the call returned.
+func (m *fuseMount) requests() map[string]int {
+	m.t.Helper()
+	if err := m.daemon.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		m.t.Fatalf("ask the FUSE server for its requests: %v", err)
+	}
+	line, err := m.daemon.line(settleTimeout)
+	fields := strings.Fields(line)
+	if err != nil || len(fields) == 0 || fields[0] != "requests" {
+		m.t.Fatalf("the FUSE server said %q, %v, want its requests", line, err)
+	}
+	counts := make(map[string]int)
+	for _, f := range fields[1:] {
+		name, n, _ := strings.Cut(f, "=")
+		if counts[name], err = strconv.Atoi(n); err != nil {
+			m.t.Fatalf("the FUSE server said %q: %v", line, err)
+		}
+	}
+	return counts
+}
+
+// flock has a child take flock(2) LOCK_EX|LOCK_NB on path, opened for
+// reading as PruneDead opens what it locks, and returns the errno it got:
+// 0 when it got the lock. The child ends at once, and the lock with it.
+func (m *fuseMount) flock(path string) syscall.Errno {
+	m.t.Helper()
+	c := m.spawn("fuse-flock", path)
+	line, err := c.line(settleTimeout)
+	var errno syscall.Errno
+	if err == nil {
+		_, err = fmt.Sscanf(line, "flock %d", &errno)
+	}
+	if err != nil {
+		m.t.Fatalf("the flock probe of %s said %q: %v", path, line, err)
+	}
+	return errno
 }
 
 // kernelStack returns the function names on the kernel stack of thread tid
@@ -408,6 +455,22 @@ func init() {
 		}
 		fmt.Println("ready", fds[0], fds[1])
 		time.Sleep(childLifetime)
+		os.Exit(0)
+	case "fuse-flock":
+		// The fuse-flock helper opens SLOTGC_TEST_ARG for reading, takes
+		// flock(2) LOCK_EX|LOCK_NB on it, and prints "flock" and the
+		// errno, 0 for none.
+		fd, err := syscall.Open(os.Getenv(helperArgEnv), pidFileFlags, 0)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fuse-flock:", err)
+			os.Exit(2)
+		}
+		var errno syscall.Errno
+		if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err != nil && !errors.As(err, &errno) {
+			fmt.Fprintln(os.Stderr, "fuse-flock:", err)
+			os.Exit(2)
+		}
+		fmt.Println("flock", int(errno))
 		os.Exit(0)
 	case "fuse-stat":
 		// The fuse-stat helper says "stat", stats SLOTGC_TEST_ARG, and

@@ -7,9 +7,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"os"
+	"os/signal"
 	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
+	"time"
 )
 
 // A FUSE file system small enough to serve from a helper child of the test
@@ -20,8 +27,7 @@ import (
 // and each path walk through the mount, goes to the server, and once the
 // server stops, every one of them waits.
 //
-// The tree: the root, a regular file fuseFileName holding fuseFileContent,
-// and an empty directory fuseSubName.
+// The server serves a fuseFS: the tree of fuseTestFS, or any other.
 
 const (
 	fuseFileName    = "f"
@@ -29,7 +35,7 @@ const (
 	fuseFileContent = "served by the slotgc test FUSE server\n"
 )
 
-// Node ids of the tree; the root's is fixed by the protocol.
+// Node ids of fuseTestFS's tree; the root's is fixed by the protocol.
 const (
 	fuseRootID = 1
 	fuseFileID = 2
@@ -43,10 +49,67 @@ type fuseNode struct {
 	data   string
 }
 
-var fuseNodes = map[uint64]fuseNode{
-	fuseRootID: {0, "", syscall.S_IFDIR | 0o755, ""},
-	fuseFileID: {fuseRootID, fuseFileName, syscall.S_IFREG | 0o644, fuseFileContent},
-	fuseSubID:  {fuseRootID, fuseSubName, syscall.S_IFDIR | 0o755, ""},
+// fuseFS is a file system the server serves: a tree of nodes by id. It
+// is read-only: every request to change it is answered EROFS.
+type fuseFS struct {
+	nodes map[uint64]fuseNode
+	// time is every node's access, modification and change time.
+	time time.Time
+	// lockErr, where not zero, has INIT ask for POSIX and BSD locks
+	// (FUSE_POSIX_LOCKS, FUSE_FLOCK_LOCKS), so that the kernel hands the
+	// server every fcntl and flock lock of a file, and refuses each with
+	// this error, as an NFS server may; the kernel finds no lock in the
+	// way (GETLK) all the same. Zero leaves locks to the kernel.
+	lockErr syscall.Errno
+
+	mu       sync.Mutex
+	requests map[string]int // the requests read, by the names count gives
+}
+
+// fuseTestFS is the tree the fuse-serve helper serves: the root, a regular
+// file fuseFileName holding fuseFileContent, and an empty directory
+// fuseSubName.
+func fuseTestFS() *fuseFS {
+	return &fuseFS{
+		nodes: map[uint64]fuseNode{
+			fuseRootID: {0, "", syscall.S_IFDIR | 0o755, ""},
+			fuseFileID: {fuseRootID, fuseFileName, syscall.S_IFREG | 0o644, fuseFileContent},
+			fuseSubID:  {fuseRootID, fuseSubName, syscall.S_IFDIR | 0o755, ""},
+		},
+		time:     time.Now(),
+		requests: make(map[string]int),
+	}
+}
+
+// fuseTreeFS returns a file system holding the regular files that files
+// names by their slash-separated paths from the root, with their
+// contents, and the directories on their way; lockErr is its fuseFS field.
+func fuseTreeFS(files map[string]string, lockErr syscall.Errno) *fuseFS {
+	fsys := &fuseFS{
+		nodes:    map[uint64]fuseNode{fuseRootID: {0, "", syscall.S_IFDIR | 0o755, ""}},
+		time:     time.Now(),
+		lockErr:  lockErr,
+		requests: make(map[string]int),
+	}
+	dirs := map[string]uint64{"": fuseRootID}
+	next := uint64(fuseRootID + 1)
+	for _, path := range slices.Sorted(maps.Keys(files)) {
+		parent, dir := uint64(fuseRootID), ""
+		names := strings.Split(path, "/")
+		for _, name := range names[:len(names)-1] {
+			dir += "/" + name
+			id, ok := dirs[dir]
+			if !ok {
+				id, next = next, next+1
+				dirs[dir] = id
+				fsys.nodes[id] = fuseNode{parent, name, syscall.S_IFDIR | 0o755, ""}
+			}
+			parent = id
+		}
+		fsys.nodes[next] = fuseNode{parent, names[len(names)-1], syscall.S_IFREG | 0o644, files[path]}
+		next++
+	}
+	return fsys
 }
 
 // Opcodes of the requests the server answers, or takes without an answer.
@@ -63,9 +126,46 @@ const (
 	fuseOpendir     = 27
 	fuseReaddir     = 28
 	fuseReleasedir  = 29
+	fuseGetlk       = 31
+	fuseSetlk       = 32
+	fuseSetlkw      = 33
 	fuseAccess      = 34
 	fuseInterrupt   = 36
 	fuseBatchForget = 42
+)
+
+// fuseOpNames names the opcodes of the requests the server counts.
+var fuseOpNames = map[uint32]string{
+	fuseLookup: "LOOKUP", fuseForget: "FORGET", fuseGetattr: "GETATTR", 4: "SETATTR",
+	5: "READLINK", 6: "SYMLINK", 8: "MKNOD", 9: "MKDIR", 10: "UNLINK", 11: "RMDIR",
+	12: "RENAME", 13: "LINK", fuseOpen: "OPEN", fuseRead: "READ", 16: "WRITE",
+	fuseStatfs: "STATFS", fuseRelease: "RELEASE", 20: "FSYNC", 21: "SETXATTR",
+	22: "GETXATTR", 23: "LISTXATTR", 24: "REMOVEXATTR", fuseFlush: "FLUSH",
+	fuseInit: "INIT", fuseOpendir: "OPENDIR", fuseReaddir: "READDIR",
+	fuseReleasedir: "RELEASEDIR", 30: "FSYNCDIR", fuseGetlk: "GETLK",
+	fuseSetlk: "SETLK", fuseSetlkw: "SETLKW", fuseAccess: "ACCESS", 35: "CREATE",
+	fuseInterrupt: "INTERRUPT", 39: "IOCTL", fuseBatchForget: "BATCH_FORGET",
+	43: "FALLOCATE", 44: "READDIRPLUS", 45: "RENAME2", 46: "LSEEK",
+	47: "COPY_FILE_RANGE", 50: "SYNCFS", 51: "TMPFILE", 52: "STATX",
+}
+
+// fuseChanges are the requests that would change a file system, by
+// their names in fuseOpNames. The server refuses every one.
+var fuseChanges = []string{
+	"SETATTR", "SYMLINK", "MKNOD", "MKDIR", "UNLINK", "RMDIR", "RENAME", "LINK",
+	"WRITE", "SETXATTR", "REMOVEXATTR", "CREATE", "FALLOCATE", "RENAME2",
+	"COPY_FILE_RANGE", "TMPFILE",
+}
+
+// fuseLKFlock, in a lock request's lk_flags, says the lock is a flock(2)
+// one, not fcntl's.
+const fuseLKFlock = 1 << 0
+
+// INIT flags: the kernel hands POSIX (fcntl) and BSD (flock) locks of a
+// file to the server.
+const (
+	fusePosixLocks = 1 << 1
+	fuseFlockLocks = 1 << 10
 )
 
 const (
@@ -95,10 +195,10 @@ func fuseMountData(fd int) string {
 // mount: no /dev/fuse, no permission, or no fuse file system type.
 var errFUSEUnavailable = errors.New("unavailable")
 
-// runFUSEServer mounts the file system on mountPoint and answers the kernel
-// until the connection ends (ENODEV: unmounted or aborted). ready is called
-// once INIT is answered, when the mount can be used.
-func runFUSEServer(mountPoint string, ready func()) error {
+// runFUSEServer mounts fsys on mountPoint and answers the kernel until the
+// connection ends (ENODEV: unmounted or aborted). ready is called once
+// INIT is answered, when the mount can be used.
+func runFUSEServer(mountPoint string, fsys *fuseFS, ready func()) error {
 	fd, err := syscall.Open("/dev/fuse", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("%w: open /dev/fuse: %w", errFUSEUnavailable, err)
@@ -127,7 +227,8 @@ func runFUSEServer(mountPoint string, ready func()) error {
 			return fmt.Errorf("read /dev/fuse: a request of %d bytes", n)
 		}
 		opcode := binary.NativeEndian.Uint32(buf[4:])
-		reply := fuseAnswer(buf[:n])
+		fsys.count(buf[:n])
+		reply := fsys.answer(buf[:n])
 		if reply == nil {
 			continue
 		}
@@ -143,21 +244,24 @@ func runFUSEServer(mountPoint string, ready func()) error {
 	}
 }
 
-// fuseAnswer returns the reply to one request, or nil for the requests
-// that take none.
-func fuseAnswer(req []byte) []byte {
+// answer returns the reply to one request, or nil for the requests that
+// take none.
+func (fsys *fuseFS) answer(req []byte) []byte {
 	ne := binary.NativeEndian
 	opcode := ne.Uint32(req[4:])
 	unique := ne.Uint64(req[8:])
 	id := ne.Uint64(req[16:])
 	body := req[fuseInHeaderSize:]
-	node, known := fuseNodes[id]
+	node, known := fsys.nodes[id]
 	if !known && opcode != fuseInit && opcode != fuseForget && opcode != fuseBatchForget && opcode != fuseInterrupt {
 		return fuseReply(unique, syscall.ENOENT, nil)
 	}
+	if slices.Contains(fuseChanges, fuseOpNames[opcode]) {
+		return fuseReply(unique, syscall.EROFS, nil)
+	}
 	switch opcode {
 	case fuseInit:
-		return fuseReply(unique, 0, fuseInitOut(body))
+		return fuseReply(unique, 0, fsys.initOut(body))
 	case fuseForget, fuseBatchForget:
 		// Nothing is counted, so nothing is forgotten.
 		return nil
@@ -167,9 +271,9 @@ func fuseAnswer(req []byte) []byte {
 		return nil
 	case fuseLookup:
 		name := cString(body)
-		for _, childID := range fuseChildren(id) {
-			if fuseNodes[childID].name == name {
-				return fuseReply(unique, 0, fuseEntryOut(childID))
+		for _, childID := range fsys.children(id) {
+			if fsys.nodes[childID].name == name {
+				return fuseReply(unique, 0, fsys.entryOut(childID))
 			}
 		}
 		return fuseReply(unique, syscall.ENOENT, nil)
@@ -177,10 +281,13 @@ func fuseAnswer(req []byte) []byte {
 		out := ne.AppendUint64(nil, 0) // attr_valid: 0 s, so no stat is answered from the cache
 		out = ne.AppendUint32(out, 0)  // attr_valid_nsec
 		out = ne.AppendUint32(out, 0)  // dummy
-		return fuseReply(unique, 0, appendFUSEAttr(out, id))
+		return fuseReply(unique, 0, fsys.appendAttr(out, id))
 	case fuseOpen, fuseOpendir:
 		if (opcode == fuseOpendir) != (node.mode&syscall.S_IFMT == syscall.S_IFDIR) {
 			return fuseReply(unique, syscall.EISDIR, nil)
+		}
+		if flags := ne.Uint32(body); flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+			return fuseReply(unique, syscall.EROFS, nil)
 		}
 		out := ne.AppendUint64(nil, 0) // fh
 		out = ne.AppendUint32(out, 0)  // open_flags
@@ -191,9 +298,21 @@ func fuseAnswer(req []byte) []byte {
 		data := node.data[min(offset, uint64(len(node.data))):]
 		return fuseReply(unique, 0, []byte(data[:min(size, uint64(len(data)))]))
 	case fuseReaddir:
-		return fuseReply(unique, 0, fuseDirents(id, ne.Uint64(body[8:]), int(ne.Uint32(body[16:]))))
+		return fuseReply(unique, 0, fsys.dirents(id, ne.Uint64(body[8:]), int(ne.Uint32(body[16:]))))
 	case fuseAccess, fuseFlush, fuseRelease, fuseReleasedir:
 		return fuseReply(unique, 0, nil)
+	case fuseGetlk:
+		// struct fuse_lk_out: no lock is in the way of the one asked
+		// about.
+		out := ne.AppendUint64(nil, 0)              // start
+		out = ne.AppendUint64(out, 0)               // end
+		out = ne.AppendUint32(out, syscall.F_UNLCK) // type
+		return fuseReply(unique, 0, ne.AppendUint32(out, 0))
+	case fuseSetlk, fuseSetlkw:
+		if fsys.lockErr != 0 {
+			return fuseReply(unique, fsys.lockErr, nil)
+		}
+		return fuseReply(unique, syscall.ENOSYS, nil)
 	case fuseStatfs:
 		var out []byte
 		for range 5 { // blocks, bfree, bavail, files, ffree
@@ -218,15 +337,20 @@ func fuseReply(unique uint64, errno syscall.Errno, body []byte) []byte {
 	return append(out, body...)
 }
 
-// fuseInitOut answers the kernel's INIT: the same major version, the older
-// minor, no optional features.
-func fuseInitOut(in []byte) []byte {
+// initOut answers the kernel's INIT: the same major version, the older
+// minor, and no optional features but the lock ones, where the file
+// system refuses locks and the kernel offers them.
+func (fsys *fuseFS) initOut(in []byte) []byte {
 	ne := binary.NativeEndian
 	minor := min(ne.Uint32(in[4:]), fuseNewestMinor)
+	var flags uint32
+	if fsys.lockErr != 0 {
+		flags = ne.Uint32(in[12:]) & (fusePosixLocks | fuseFlockLocks)
+	}
 	out := ne.AppendUint32(nil, fuseMajor)
 	out = ne.AppendUint32(out, minor)
 	out = ne.AppendUint32(out, ne.Uint32(in[8:])) // max_readahead, as offered
-	out = ne.AppendUint32(out, 0)                 // flags
+	out = ne.AppendUint32(out, flags)             // flags
 	out = ne.AppendUint16(out, 0)                 // max_background
 	out = ne.AppendUint16(out, 0)                 // congestion_threshold
 	out = ne.AppendUint32(out, fuseMaxWrite)
@@ -237,8 +361,8 @@ func fuseInitOut(in []byte) []byte {
 	return append(out, make([]byte, 7*4)...)
 }
 
-// fuseEntryOut answers a LOOKUP that found id.
-func fuseEntryOut(id uint64) []byte {
+// entryOut answers a LOOKUP that found id.
+func (fsys *fuseFS) entryOut(id uint64) []byte {
 	ne := binary.NativeEndian
 	out := ne.AppendUint64(nil, id)
 	out = ne.AppendUint64(out, 1) // generation
@@ -246,13 +370,13 @@ func fuseEntryOut(id uint64) []byte {
 	out = ne.AppendUint64(out, 0) // attr_valid
 	out = ne.AppendUint32(out, 0) // entry_valid_nsec
 	out = ne.AppendUint32(out, 0) // attr_valid_nsec
-	return appendFUSEAttr(out, id)
+	return fsys.appendAttr(out, id)
 }
 
-// appendFUSEAttr appends struct fuse_attr for node id, owned by root.
-func appendFUSEAttr(out []byte, id uint64) []byte {
+// appendAttr appends struct fuse_attr for node id, owned by root.
+func (fsys *fuseFS) appendAttr(out []byte, id uint64) []byte {
 	ne := binary.NativeEndian
-	node := fuseNodes[id]
+	node := fsys.nodes[id]
 	nlink := uint32(1)
 	if node.mode&syscall.S_IFMT == syscall.S_IFDIR {
 		nlink = 2
@@ -261,10 +385,10 @@ func appendFUSEAttr(out []byte, id uint64) []byte {
 	out = ne.AppendUint64(out, uint64(len(node.data))) // size
 	out = ne.AppendUint64(out, 0)                      // blocks
 	for range 3 {                                      // atime, mtime, ctime
-		out = ne.AppendUint64(out, 0)
+		out = ne.AppendUint64(out, uint64(fsys.time.Unix()))
 	}
 	for range 3 { // their nanoseconds
-		out = ne.AppendUint32(out, 0)
+		out = ne.AppendUint32(out, uint32(fsys.time.Nanosecond()))
 	}
 	out = ne.AppendUint32(out, node.mode)
 	out = ne.AppendUint32(out, nlink)
@@ -275,10 +399,10 @@ func appendFUSEAttr(out []byte, id uint64) []byte {
 	return ne.AppendUint32(out, 0)   // flags
 }
 
-// fuseChildren returns the ids of the directory id's entries, in order.
-func fuseChildren(id uint64) []uint64 {
+// children returns the ids of the directory id's entries, in order.
+func (fsys *fuseFS) children(id uint64) []uint64 {
 	var ids []uint64
-	for childID, n := range fuseNodes {
+	for childID, n := range fsys.nodes {
 		if n.parent == id && childID != fuseRootID {
 			ids = append(ids, childID)
 		}
@@ -287,19 +411,19 @@ func fuseChildren(id uint64) []uint64 {
 	return ids
 }
 
-// fuseDirents answers a READDIR of directory id from entry offset on, in
-// at most size bytes. Each entry's offset field is where the next read
+// dirents answers a READDIR of directory id from entry offset on, in at
+// most size bytes. Each entry's offset field is where the next read
 // resumes.
-func fuseDirents(id, offset uint64, size int) []byte {
+func (fsys *fuseFS) dirents(id, offset uint64, size int) []byte {
 	ne := binary.NativeEndian
 	type entry struct {
 		ino  uint64
 		name string
 		mode uint32
 	}
-	entries := []entry{{id, ".", syscall.S_IFDIR}, {max(fuseNodes[id].parent, fuseRootID), "..", syscall.S_IFDIR}}
-	for _, childID := range fuseChildren(id) {
-		entries = append(entries, entry{childID, fuseNodes[childID].name, fuseNodes[childID].mode})
+	entries := []entry{{id, ".", syscall.S_IFDIR}, {max(fsys.nodes[id].parent, fuseRootID), "..", syscall.S_IFDIR}}
+	for _, childID := range fsys.children(id) {
+		entries = append(entries, entry{childID, fsys.nodes[childID].name, fsys.nodes[childID].mode})
 	}
 	var out []byte
 	for i := offset; i < uint64(len(entries)); i++ {
@@ -319,6 +443,38 @@ func fuseDirents(id, offset uint64, size int) []byte {
 	return out
 }
 
+// count counts the request req under its name: its opcode's, and for a
+// lock request of flock(2), that with "/flock" after it.
+func (fsys *fuseFS) count(req []byte) {
+	ne := binary.NativeEndian
+	opcode := ne.Uint32(req[4:])
+	name, ok := fuseOpNames[opcode]
+	if !ok {
+		name = "OP" + strconv.FormatUint(uint64(opcode), 10)
+	}
+	// struct fuse_lk_in: fh, owner, the lock (24 bytes), then lk_flags.
+	const lkFlagsOffset = fuseInHeaderSize + 40
+	if (opcode == fuseGetlk || opcode == fuseSetlk || opcode == fuseSetlkw) &&
+		len(req) >= lkFlagsOffset+4 && ne.Uint32(req[lkFlagsOffset:])&fuseLKFlock != 0 {
+		name += "/flock"
+	}
+	fsys.mu.Lock()
+	fsys.requests[name]++
+	fsys.mu.Unlock()
+}
+
+// reportRequests writes one line to w: "requests", then NAME=count for
+// each kind of request read so far, sorted by name.
+func (fsys *fuseFS) reportRequests(w io.Writer) {
+	fsys.mu.Lock()
+	line := "requests"
+	for _, name := range slices.Sorted(maps.Keys(fsys.requests)) {
+		line += fmt.Sprintf(" %s=%d", name, fsys.requests[name])
+	}
+	fsys.mu.Unlock()
+	fmt.Fprintln(w, line)
+}
+
 // cString returns the NUL-terminated string at the start of b.
 func cString(b []byte) string {
 	if i := bytes.IndexByte(b, 0); i >= 0 {
@@ -332,8 +488,29 @@ func init() {
 	// SLOTGC_TEST_ARG names, says "ready" once the kernel's INIT is
 	// answered, and serves until the connection ends or it is killed. The
 	// test stops it with SIGSTOP to make the mount hang.
-	if os.Getenv(helperEnv) == "fuse-serve" {
-		err := runFUSEServer(os.Getenv(helperArgEnv), func() { fmt.Println("ready") })
+	//
+	// The fuse-tree helper does the same with the tree its arguments give:
+	// an errno to refuse every lock with (0: locks stay the kernel's),
+	// then pairs of a file's path and its content. Both print a line of
+	// the requests read so far (see reportRequests) on each SIGUSR1.
+	mode := os.Getenv(helperEnv)
+	if mode == "fuse-serve" || mode == "fuse-tree" {
+		fsys := fuseTestFS()
+		if mode == "fuse-tree" {
+			var err error
+			if fsys, err = fuseTreeFSFromArgs(os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, "fuse-tree:", err)
+				os.Exit(2)
+			}
+		}
+		report := make(chan os.Signal, 1)
+		signal.Notify(report, syscall.SIGUSR1)
+		go func() {
+			for range report {
+				fsys.reportRequests(os.Stdout)
+			}
+		}()
+		err := runFUSEServer(os.Getenv(helperArgEnv), fsys, func() { fmt.Println("ready") })
 		switch {
 		case err == nil:
 			os.Exit(0)
@@ -342,8 +519,25 @@ func init() {
 			// it can skip rather than fail.
 			fmt.Println(err)
 		default:
-			fmt.Fprintln(os.Stderr, "fuse-serve:", err)
+			fmt.Fprintf(os.Stderr, "%s: %v\n", mode, err)
 		}
 		os.Exit(2)
 	}
+}
+
+// fuseTreeFSFromArgs makes the fuse-tree helper's file system from its
+// arguments.
+func fuseTreeFSFromArgs(args []string) (*fuseFS, error) {
+	if len(args)%2 != 1 {
+		return nil, fmt.Errorf("arguments %q: want an errno, then pairs of a path and a content", args)
+	}
+	errno, err := strconv.ParseUint(args[0], 10, 16)
+	if err != nil {
+		return nil, err
+	}
+	files := make(map[string]string)
+	for i := 1; i < len(args); i += 2 {
+		files[args[i]] = args[i+1]
+	}
+	return fuseTreeFS(files, syscall.Errno(errno)), nil
 }
