@@ -122,7 +122,10 @@
 //     by root (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html),
 //     and a process that starts using a slot after the pass is not seen.
 //     Users answers from the same pass. Per-thread working directories
-//     are not looked at.
+//     are not looked at. The locks that keep PruneDead calls apart are
+//     flock(2) locks, which Linux keeps for a directory itself even on
+//     NFS and FUSE: they keep apart the calls of one host only, so two
+//     hosts must not prune one shared swarm directory at once.
 //   - Kill and KillSlot signal through one pidfd opened at the start and
 //     wake on it the moment the process exits. KillSlot reads the start
 //     time of the process behind the pidfd from /proc; where it cannot
