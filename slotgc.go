@@ -250,7 +250,7 @@ func (sw *swarmDir) classify(entry string, ps *probeScope) SlotStatus {
 	switch {
 	case gone:
 		state = Gone
-	case reused(start, written) && !sw.usesEntry(entry, pid) && sw.fileClockAgrees():
+	case reused(start, written) && !sw.mayUseEntry(entry, pid) && sw.fileClockAgrees():
 		state = Reused
 	}
 	return SlotStatus{Name: entry, PID: pid, State: state}
@@ -421,6 +421,7 @@ func PruneDead(workspaceDir string) ([]string, error) {
 			errs = append(errs, &SlotError{Slot: name, Err: err})
 		}
 	}
+	errs = append(errs, guard.uninspectedError())
 	return removed, errors.Join(errs...)
 }
 
@@ -472,6 +473,7 @@ func Users(workspaceDir string, slots ...string) (map[string][]Process, error) {
 			users[slot] = found
 		}
 	}
+	errs = append(errs, guard.uninspectedError())
 	return users, errors.Join(errs...)
 }
 
