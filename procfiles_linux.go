@@ -269,14 +269,14 @@ func (r *procReader) mappings(dir procDir, files []inUse) ([]inUse, bool, error)
 	}
 	defer syscall.Close(fd)
 	if !noMapQuery.Load() {
-		files, mapped, err := r.queryMappings(fd, files)
-		switch {
-		case errors.Is(err, syscall.ENOTTY), errors.Is(err, syscall.EINVAL):
+		queried, mapped, err := r.queryMappings(fd, files)
+		if err == nil {
+			return queried, mapped, nil
+		}
+		// Whatever the query could not answer, the text may: it is read
+		// instead, from the start, and fails for itself if it must.
+		if errors.Is(err, syscall.ENOTTY) || errors.Is(err, syscall.EINVAL) {
 			noMapQuery.Store(true)
-		case err != nil:
-			return files, false, dir.error("ioctl PROCMAP_QUERY", "maps", err)
-		default:
-			return files, mapped, nil
 		}
 	}
 	mapped := false
