@@ -111,6 +111,7 @@ func PruneDead(workspaceDir string) ([]string, error) {
 			}
 		}
 	}
+	errs = append(errs, guard.uninspectedError())
 	return removed, errors.Join(errs...)
 }
 
@@ -139,6 +140,7 @@ func Users(workspaceDir string, slots ...string) (map[string][]Process, error) {
 			users[slot] = found
 		}
 	}
+	errs = append(errs, guard.uninspectedError())
 	return users, errors.Join(errs...)
 }
 

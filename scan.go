@@ -210,7 +210,7 @@ func (sw *swarmDir) classify(entry string, ps *probeScope) SlotStatus {
 	switch {
 	case gone:
 		state = Gone
-	case reused(start, written) && !sw.usesEntry(entry, pid) && sw.fileClockAgrees():
+	case reused(start, written) && !sw.mayUseEntry(entry, pid) && sw.fileClockAgrees():
 		state = Reused
 	}
 	return SlotStatus{Name: entry, PID: pid, State: state}

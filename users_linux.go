@@ -14,85 +14,112 @@ import (
 	"syscall"
 )
 
-// A process uses a slot when its working directory or root directory is
-// in the slot's tree, or it holds a file of the tree open. An open
-// directory does not count: directories are held open only while something
-// walks a tree, and every PruneDead holds the tree it works on so; counting
-// them would have concurrent PruneDead calls keep each other's slots. Nor
-// does the slot's pid file, which every scan opens for a moment. That is read
-// from /proc/<pid>/cwd, /root and /fd/*, which stat(2) follows to the very
-// file even for a process in another mount namespace, whose paths mean
-// nothing here; so files are compared by device and inode, never by path.
-// The links of another user's process cannot be read without privilege
-// (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html): such a
-// process is passed over.
+// A process uses a slot when its working or root directory is in the
+// slot's tree, it holds a file of the tree open, or it has one mapped
+// (mmap(2) keeps a file in use after its descriptor is closed). An open
+// directory does not count: directories are held open only while
+// something walks a tree, and every PruneDead holds the tree it works on
+// so; counting them would have concurrent PruneDead calls keep each
+// other's slots. Nor does the slot's pid file, which every scan opens for
+// a moment.
+//
+// What processes use is read from /proc (see procfiles_linux.go) and
+// compared with what a walk of the slot's tree finds, by inode number on
+// the swarm's file system, never by path: a process in another mount
+// namespace names its files by paths that mean nothing here. The file
+// system is told by mount (see mounts_linux.go), not by stat(2)'s st_dev,
+// which differs between the directories and the files of one overlayfs
+// without xino, and between the subvolumes of one btrfs. Inode numbers
+// alone may then collide (overlayfs's layers number their inodes each on
+// their own, as do btrfs's subvolumes): a collision can only make a slot
+// look used, which keeps it; nothing here makes a used slot look unused.
+//
+// The walk records, for each entry, the inode number its directory record
+// gives (d_ino) and, for each directory, the one fstat(2) gives, since
+// they differ on overlayfs without xino: a directory's st_ino, which a
+// process's working directory shows, is the overlay's own, d_ino the
+// layer's. Files agree there (and their fdinfo and maps name the same
+// inode); where a file system's d_ino disagrees with st_ino for a file
+// (a FUSE daemon may fill in either as it likes), the first file met
+// tells, and every entry is then stat'ed as well.
+//
+// Cannot tell means keep:
+//
+//   - A directory of the tree that cannot be opened or read (another
+//     user's that this one may not read, running out of descriptors, a
+//     tree changing under the walk) keeps the slot, with an error that
+//     names the directory and why. A directory the caller owns but may
+//     not read or search is made so (u+rx) for the walk and set back
+//     after: the removal would make it usable the same way, so the walk
+//     must see whatever the removal could reach.
+//   - A process whose files cannot be read for any reason but the three
+//     below keeps every slot of the call, with an error naming it; so
+//     does a /proc that shows another pid namespace's processes (see
+//     probeScope.procIsOurs), or one that cannot be read at all.
+//   - Another user's process, which /proc does not open without
+//     privilege (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html),
+//     is passed over, as is a process hidden by /proc's hidepid option:
+//     run as root to see them.
+//   - A process that even a caller with CAP_SYS_PTRACE (root) may not
+//     open is kept from it by a security module or a sandbox the caller
+//     runs in (Landlock, SELinux, AppArmor; pid 1 of the sandbox this
+//     package's tests run in is one): it is passed over like another
+//     user's, as the caller cannot see past its own confinement.
+//   - A process of the caller's own user that /proc does not open to it
+//     is named instead; see ErrUninspected.
+//
+// This user's processes that /proc will not open (made not dumpable by
+// PR_SET_DUMPABLE 0, as ssh-agent and gpg-agent do to guard their keys;
+// running a set-user-ID, set-group-ID or file-capability program) could
+// be working in a slot, and nothing tells. Keeping every slot while one
+// of them runs would stop collection for good on most desktops, where an
+// agent runs for the whole session; and the processes that make
+// themselves so are daemons, which change to / as they start and do not
+// work in a swarm's slots. So PruneDead removes dead slots all the same,
+// and names those processes in its error (wrapping ErrUninspected), so
+// that what went unchecked is seen; Users names them the same way. Root
+// may look into them (CAP_SYS_PTRACE) and never meets them.
+//
+// What is bounded and what is not, for the package doc:
+//
+//   - No step of the pass over /proc asks a file system: an open file is
+//     told by its fdinfo, a working or root directory by the fdinfo of an
+//     O_PATH descriptor of it, a mapping by PROCMAP_QUERY or its maps
+//     line, a mount by the mount tables; only on kernels whose fdinfo has
+//     no ino line is a file on the swarm's own file system stat'ed, with
+//     AT_STATX_DONT_SYNC. So a file system that stops answering (a FUSE
+//     daemon stuck or stopped, a hard NFS mount whose server is gone)
+//     hangs no PruneDead, Users or Scan on a swarm elsewhere, whoever has
+//     files there. The fdinfo of sockets, pipes and anonymous inodes is
+//     never read: an epoll's waits on its lock, which a process adding a
+//     stalled FUSE file to it holds (Go's os.Open does that).
+//   - The pass may still wait on another process: its maps wait for its
+//     memory map's lock, which one of its threads stuck in such a file
+//     system can keep from readers on some kernels, and the fdinfo of a
+//     device file may wait on its driver's locks. The pass is given 10
+//     seconds, procPassLimit; past that every slot of the call is kept,
+//     with an error naming the pid being read, and the pass is left to
+//     finish on its own: its thread stays blocked until the lock is let
+//     go (and a process cannot exit while one of its threads waits
+//     uninterruptibly).
+//   - The swarm directory's own file system is asked throughout (the walk
+//     of a slot, its pid file, the removal): if it stops answering, so
+//     does every call on that swarm, unbounded.
 
-// fileID is a file's identity: its device and inode numbers.
-type fileID struct{ dev, ino uint64 }
+// surveyDir and surveyFile mark, in a survey, what an inode number was
+// found as.
+const (
+	surveyDir uint8 = 1 << iota
+	surveyFile
+)
 
-// procFiles is what one process has in use: its working and root
-// directories and its open files.
-type procFiles struct {
-	pid   int
-	files []fileID
-}
-
-// statID returns the identity of the file path names, following symlinks
-// (and so /proc's magic links), and whether it is a directory.
-func statID(path string) (id fileID, isDir, ok bool) {
-	var st syscall.Stat_t
-	if err := ignoringEINTR(func() error { return syscall.Stat(path, &st) }); err != nil {
-		return fileID{}, false, false
-	}
-	return fileID{uint64(st.Dev), st.Ino}, st.Mode&syscall.S_IFMT == syscall.S_IFDIR, true
-}
-
-// readProcFiles returns the files that process pid uses and are on device
-// dev: only those can be in a slot's tree.
-func readProcFiles(pid int, dev uint64) []fileID {
-	dir := "/proc/" + strconv.Itoa(pid)
-	var files []fileID
-	for _, link := range [...]string{"/cwd", "/root"} {
-		if id, _, ok := statID(dir + link); ok && id.dev == dev {
-			files = append(files, id)
-		}
-	}
-	fds, err := os.ReadDir(dir + "/fd")
-	if err != nil {
-		return files
-	}
-	for _, fd := range fds {
-		if id, isDir, ok := statID(dir + "/fd/" + fd.Name()); ok && !isDir && id.dev == dev {
-			files = append(files, id)
-		}
-	}
-	return files
-}
-
-// snapshotProcesses reads, once, the files every process this one may
-// inspect uses on device dev.
-func snapshotProcesses(dev uint64) []procFiles {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var procs []procFiles
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid < 1 {
-			continue
-		}
-		if files := readProcFiles(pid, dev); len(files) > 0 {
-			procs = append(procs, procFiles{pid, files})
-		}
-	}
-	return procs
-}
-
-// uses reports whether any of files is in the surveyed tree.
-func (s treeSurvey) uses(files []fileID) bool {
+// uses reports whether any of files is in the surveyed tree: a
+// working or root directory that is anything in it, an open or mapped
+// file that is a file in it.
+func (s treeSurvey) uses(files []inUse) bool {
 	for _, f := range files {
-		if f.dev == s.dev && s.inodes[f.ino] {
+		kind := s.inodes[f.ino]
+		if kind&surveyFile != 0 || f.dir && kind != 0 {
 			return true
 		}
 	}
@@ -109,52 +136,85 @@ func commandName(pid int) string {
 	return string(bytes.TrimSuffix(comm, []byte("\n")))
 }
 
-// pruneGuard holds what one PruneDead call reads at most once, and only
-// when something is to be removed: the mount table and the files every
-// process uses.
+// procSnapshot is what one pass over /proc found: what each process it
+// could read uses of the swarm's file system, this user's processes it
+// could not look into, and why any other could not be read.
+type procSnapshot struct {
+	procs       []procUses
+	uninspected []Process
+	unreadable  error
+}
+
+// procUses is what one process uses of the swarm's file system.
+type procUses struct {
+	pid   int
+	files []inUse
+}
+
+// pruneGuard holds what one PruneDead or Users call reads at most once,
+// and only when something is to be removed or asked about: the mount
+// table and the files every process uses.
 type pruneGuard struct {
 	mountsRead bool
 	mounts     []string
 	procsRead  bool
-	procs      []procFiles
+	snapshot   procSnapshot
+	// blind counts the slots let go while this user had processes the
+	// pass could not look into; asked says Users asked.
+	blind int
+	asked bool
 }
 
-// check refuses to let the locked tree go while a mount point is inside it
-// or a process uses it.
+// check refuses to let the locked tree go while a mount point is inside
+// it, a process uses it, or whether one does cannot be told.
 func (g *pruneGuard) check(sw *swarmDir, l *entryLock, name string) error {
 	if points := g.mountsUnder(l.fd); len(points) > 0 {
 		return mountInsideError(points)
 	}
-	users, err := g.usersOf(l.fd, filepath.Join(sw.path, name))
-	if err != nil {
+	users, err := g.usersOf(sw, l.fd, filepath.Join(sw.path, name))
+	switch {
+	case len(users) > 0:
+		return inUseError(users)
+	case err != nil:
 		return err
 	}
-	if len(users) > 0 {
-		return inUseError(users)
+	if len(g.snapshot.uninspected) > 0 {
+		g.blind++
 	}
 	return nil
 }
 
-// usersOf returns the processes that use the tree under the open directory
-// fd, at path. A mount point met on the way is an error wrapping
-// ErrMountInside.
-func (g *pruneGuard) usersOf(fd int, path string) ([]Process, error) {
+// errCannotTell starts the error of a slot kept because whether a process
+// uses it could not be told.
+var errCannotTell = errors.New("cannot tell whether a process uses it")
+
+// usersOf returns the processes that use the tree under the open
+// directory fd, at path, in the swarm directory sw. A mount point met on
+// the way is an error wrapping ErrMountInside; a directory that cannot be
+// read, or a process whose files cannot be, an error wrapping
+// errCannotTell, returned with the users that were found.
+func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, error) {
 	survey, err := surveyTree(fd, path)
-	if errors.Is(err, errMountPoint) {
+	switch {
+	case errors.Is(err, errMountPoint):
 		return nil, fmt.Errorf("%w: %w", ErrMountInside, err)
-	}
-	if err != nil {
-		return nil, err
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, err // its owner removed it meanwhile
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w; left in place", errCannotTell, err)
 	}
 	if !g.procsRead {
 		g.procsRead = true
-		g.procs = snapshotProcesses(survey.dev)
+		g.snapshot = readProcesses(sw)
 	}
 	var users []Process
-	for _, p := range g.procs {
+	for _, p := range g.snapshot.procs {
 		if survey.uses(p.files) {
 			users = append(users, Process{PID: p.pid, Command: commandName(p.pid)})
 		}
+	}
+	if g.snapshot.unreadable != nil {
+		return users, fmt.Errorf("%w: %w; left in place", errCannotTell, g.snapshot.unreadable)
 	}
 	return users, nil
 }
@@ -162,6 +222,7 @@ func (g *pruneGuard) usersOf(fd int, path string) ([]Process, error) {
 // users returns the processes that use the entry name of the swarm
 // directory.
 func (g *pruneGuard) users(sw *swarmDir, name string) ([]Process, error) {
+	g.asked = true
 	dev, err := sw.device()
 	if err != nil {
 		return nil, err
@@ -171,48 +232,175 @@ func (g *pruneGuard) users(sw *swarmDir, name string) ([]Process, error) {
 		return nil, &fs.PathError{Op: "open", Path: filepath.Join(sw.path, name), Err: err}
 	}
 	defer syscall.Close(fd)
-	return g.usersOf(fd, filepath.Join(sw.path, name))
+	return g.usersOf(sw, fd, filepath.Join(sw.path, name))
 }
 
-// usesEntry reports whether process pid uses the slot directory entry: its
-// working or root directory is in the slot's tree, or it holds a file of
-// the tree open. Only a process whose links can be read, and that uses a
-// file on the slot's device, costs a walk of the tree.
-func (sw *swarmDir) usesEntry(entry string, pid int) bool {
+// uninspectedError names this user's processes that the call's pass over
+// /proc could not look into, wrapping ErrUninspected, if PruneDead let a
+// slot go while they ran or Users was asked; nil otherwise.
+func (g *pruneGuard) uninspectedError() error {
+	if len(g.snapshot.uninspected) == 0 || g.blind == 0 && !g.asked {
+		return nil
+	}
+	names := make([]string, len(g.snapshot.uninspected))
+	for i, p := range g.snapshot.uninspected {
+		names[i] = p.String()
+	}
+	return fmt.Errorf("slotgc: %w: %s", ErrUninspected, strings.Join(names, ", "))
+}
+
+// readProcesses makes the pass over /proc for a call on the swarm
+// directory sw: what every process this one may look into uses of the
+// swarm's file system.
+func readProcesses(sw *swarmDir) procSnapshot {
+	if !procSelfIs(os.Getpid()) {
+		return procSnapshot{unreadable: errForeignProc}
+	}
+	mounts, target, err := swarmTarget(sw)
+	if err != nil {
+		return procSnapshot{unreadable: err}
+	}
+	r, err := newProcReader(mounts, target)
+	if err != nil {
+		return procSnapshot{unreadable: err}
+	}
+	snap, err := within(&r.at, func() procSnapshot {
+		defer r.close()
+		return r.all()
+	})
+	if err != nil {
+		return procSnapshot{unreadable: err}
+	}
+	return snap
+}
+
+// all reads every process in /proc.
+func (r *procReader) all() procSnapshot {
+	var snap procSnapshot
+	var pids []int
+	err := readDirNames(r.proc, r.dirents, func(name []byte) {
+		if pid, ok := parseDecimal(name); ok && pid > 0 && pid <= 1<<31-1 {
+			pids = append(pids, int(pid))
+		}
+	})
+	if err != nil {
+		snap.unreadable = &fs.PathError{Op: "getdents64", Path: "/proc", Err: err}
+		return snap
+	}
+	var files []inUse
+	var unreadable []error
+	for _, pid := range pids {
+		var status procStatus
+		files, status, err = r.process(pid, files[:0])
+		switch status {
+		case procRead:
+			if len(files) > 0 {
+				snap.procs = append(snap.procs, procUses{pid, append([]inUse(nil), files...)})
+			}
+		case procSealed:
+			snap.uninspected = append(snap.uninspected, Process{PID: pid, Command: commandName(pid)})
+		case procUnreadable:
+			unreadable = append(unreadable, fmt.Errorf("pid %d (%s): %w", pid, commandName(pid), err))
+		}
+	}
+	switch {
+	case len(unreadable) == 1:
+		snap.unreadable = unreadable[0]
+	case len(unreadable) > 1:
+		snap.unreadable = fmt.Errorf("%w, and %d more processes", unreadable[0], len(unreadable)-1)
+	}
+	return snap
+}
+
+// entryUse tells whether process pid uses the slot directory entry, and
+// whether that could be told at all. Another user's process, and this
+// user's that /proc does not open, are told not to: the time rule stands
+// alone for them (see the package doc, Verdicts). Only a process that
+// uses some file of the swarm's file system costs a walk of the tree.
+func (sw *swarmDir) entryUse(entry string, pid int) (uses, told bool) {
+	if !procSelfIs(os.Getpid()) {
+		return false, false
+	}
+	mounts, target, err := swarmTarget(sw)
+	if err != nil {
+		return false, false
+	}
+	r, err := newProcReader(mounts, target)
+	if err != nil {
+		return false, false
+	}
+	type result struct {
+		files  []inUse
+		status procStatus
+	}
+	res, err := within(&r.at, func() result {
+		defer r.close()
+		files, status, _ := r.process(pid, nil)
+		return result{files, status}
+	})
+	switch {
+	case err != nil, res.status == procUnreadable:
+		return false, false
+	case res.status != procRead || len(res.files) == 0:
+		return false, true
+	}
 	dev, err := sw.device()
 	if err != nil {
-		return false
-	}
-	files := readProcFiles(pid, dev)
-	if len(files) == 0 {
-		return false
+		return false, false
 	}
 	fd, err := openSubdir(int(sw.fd), entry, dev)
 	if err != nil {
-		return false
+		return false, false
 	}
 	defer syscall.Close(fd)
-	survey, _ := surveyTree(fd, filepath.Join(sw.path, entry))
-	return survey.inodes != nil && survey.uses(files)
+	survey, err := surveyTree(fd, filepath.Join(sw.path, entry))
+	if err != nil {
+		return false, false
+	}
+	return survey.uses(res.files), true
 }
 
-// treeSurvey is what a read-only walk of a tree found: the device it is on
-// and the inode numbers of everything in it, the top directory included.
+// usesEntry reports whether process pid is seen to use the slot directory
+// entry: its working or root directory is in the slot's tree, or it holds
+// a file of the tree open or mapped. Where that cannot be told, it does
+// not: KillSlot signals only on evidence.
+func (sw *swarmDir) usesEntry(entry string, pid int) bool {
+	uses, _ := sw.entryUse(entry, pid)
+	return uses
+}
+
+// mayUseEntry is usesEntry that also reports true where whether pid uses
+// the slot cannot be told: Scan calls no slot Reused without knowing.
+func (sw *swarmDir) mayUseEntry(entry string, pid int) bool {
+	uses, told := sw.entryUse(entry, pid)
+	return uses || !told
+}
+
+// treeSurvey is what a read-only walk of a tree found: the device of its
+// top directory and the inode numbers of everything in it, the top
+// directory included, each marked with what it was found as.
 type treeSurvey struct {
 	dev    uint64
-	inodes map[uint64]bool
+	inodes map[uint64]uint8
+	// probed says a file's d_ino was compared with its st_ino; statAll,
+	// that they differed, so every entry is stat'ed as well.
+	probed, statAll bool
 }
 
-// surveyTree walks the tree under the open directory fd without changing
-// anything and records its inodes. A mount point inside is an error naming
-// it (path is the tree's path, for messages). A directory that cannot be
-// read is passed over: its contents go unrecorded.
+// surveyTree walks the tree under the open directory fd and records its
+// inodes. It returns an error naming the first directory it cannot open
+// or read, and a mount point inside as an error naming it (path is the
+// tree's path, for messages). It changes nothing but, for the walk, the
+// mode of a directory the caller owns and may not read or search, which it
+// sets back.
 func surveyTree(fd int, path string) (treeSurvey, error) {
-	dev, ino, err := dirIdentity(fd)
-	if err != nil {
+	var st syscall.Stat_t
+	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
 		return treeSurvey{}, &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	s := treeSurvey{dev: dev, inodes: map[uint64]bool{ino: true}}
+	s := treeSurvey{dev: uint64(st.Dev), inodes: map[uint64]uint8{st.Ino: surveyDir}}
+	restore := readableForSurvey(fd, &st)
+	defer restore()
 	return s, s.walk(fd, path, true)
 }
 
@@ -222,29 +410,119 @@ func surveyTree(fd int, path string) (treeSurvey, error) {
 func (s *treeSurvey) walk(fd int, path string, top bool) error {
 	entries, err := readTreeEntries(fd)
 	if err != nil {
-		return nil
+		return &fs.PathError{Op: "readdirent", Path: path, Err: err}
 	}
 	for _, e := range entries {
-		if !(top && e.name == PIDFile) {
-			s.inodes[e.ino] = true
+		kind := surveyFile
+		if e.isDir {
+			kind = surveyDir
 		}
+		if top && e.name == PIDFile {
+			kind = 0
+		}
+		s.inodes[e.ino] |= kind
 		if !e.isDir {
+			if err := s.statFile(fd, e, kind, path); err != nil {
+				return err
+			}
 			continue
 		}
-		sub, err := openSubdir(fd, e.name, s.dev)
-		switch {
-		case errors.Is(err, errMountPoint):
-			return &fs.PathError{Op: "survey", Path: filepath.Join(path, e.name), Err: err}
-		case err != nil:
-			continue
-		}
-		err = s.walk(sub, filepath.Join(path, e.name), false)
-		syscall.Close(sub)
-		if err != nil {
+		if err := s.walkSubdir(fd, e.name, filepath.Join(path, e.name)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// statFile records the st_ino of a file where d_ino cannot be trusted
+// to be it, and finds that out on the first file met.
+func (s *treeSurvey) statFile(dirfd int, e dirEntry, kind uint8, path string) error {
+	if s.probed && !s.statAll {
+		return nil
+	}
+	ino, err := statxIno(dirfd, []byte(e.name), atSymlinkNofollow)
+	if err != nil {
+		return &fs.PathError{Op: "statx", Path: filepath.Join(path, e.name), Err: err}
+	}
+	if !s.probed {
+		s.probed, s.statAll = true, ino != e.ino
+	}
+	s.inodes[ino] |= kind
+	return nil
+}
+
+// walkSubdir records the directory name in dirfd and the tree under it.
+func (s *treeSurvey) walkSubdir(dirfd int, name, path string) error {
+	sub, err := openSubdir(dirfd, name, s.dev)
+	if errors.Is(err, syscall.EACCES) {
+		var restore func()
+		sub, restore, err = openOwnDir(dirfd, name, s.dev)
+		if err == nil {
+			defer restore()
+		}
+	}
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(sub)
+	var st syscall.Stat_t
+	if err := ignoringEINTR(func() error { return syscall.Fstat(sub, &st) }); err != nil {
+		return &fs.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	s.inodes[st.Ino] |= surveyDir
+	restore := readableForSurvey(sub, &st)
+	defer restore()
+	return s.walk(sub, path, false)
+}
+
+// readableForSurvey gives the caller read and search permission on the
+// open directory fd, whose status is st, if it owns it and lacks them,
+// and returns what sets its mode back.
+func readableForSurvey(fd int, st *syscall.Stat_t) (restore func()) {
+	mode := st.Mode & 0o7777
+	if int(st.Uid) != os.Geteuid() || mode&0o500 == 0o500 {
+		return func() {}
+	}
+	if syscall.Fchmod(fd, mode|0o500) != nil {
+		return func() {}
+	}
+	return func() { syscall.Fchmod(fd, mode) }
+}
+
+// openOwnDir opens the directory name in dirfd, which the caller may not
+// read, if the caller owns it, by giving itself read and search
+// permission first through an O_PATH descriptor and its /proc/self/fd
+// link, as makeUsableAt does; restore sets the mode back.
+func openOwnDir(dirfd int, name string, dev uint64) (fd int, restore func(), err error) {
+	path, err := makePath(nil, name)
+	if err != nil {
+		return -1, nil, err
+	}
+	ref, err := openat(dirfd, path, oPath|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, err
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(ref, &st); err != nil || int(st.Uid) != os.Geteuid() || st.Mode&0o500 == 0o500 {
+		syscall.Close(ref)
+		return -1, nil, syscall.EACCES
+	}
+	link := "/proc/self/fd/" + strconv.Itoa(ref)
+	mode := st.Mode & 0o7777
+	if err := syscall.Chmod(link, mode|0o500); err != nil {
+		syscall.Close(ref)
+		return -1, nil, syscall.EACCES
+	}
+	restore = func() {
+		syscall.Chmod(link, mode)
+		syscall.Close(ref)
+	}
+	fd, err = openSubdir(dirfd, name, dev)
+	if err != nil {
+		restore()
+		return -1, nil, err
+	}
+	return fd, restore, nil
 }
 
 // inUseError names the processes that use a slot.

@@ -344,7 +344,7 @@ func (c cli) prune(dryRun bool) int {
 		names, err = slotgc.PruneDead(c.workspace)
 	}
 	var slotErr *slotgc.SlotError
-	if err != nil && !errors.As(err, &slotErr) {
+	if err != nil && !errors.As(err, &slotErr) && !errors.Is(err, slotgc.ErrUninspected) {
 		return c.fail(err) // the swarm directory itself could not be read
 	}
 	code := exitOK
