@@ -55,8 +55,10 @@
 // https://github.com/giampaolo/psutil/issues/2526). So on Linux, before a
 // slot is called Reused, slotgc looks for evidence that needs no clock: a
 // process whose working or root directory is in the slot, or that holds a
-// file of the slot open (/proc/<pid>/cwd, root, fd), is the slot's user,
-// and the slot is Live. That evidence cannot be read for another user's
+// file of the slot open or mapped (read from /proc without asking the
+// slot's file system, for every thread where the main one has exited), is
+// the slot's user, and the slot is Live; so is one whose files cannot be
+// read for any reason but belonging to another user. That evidence cannot be read for another user's
 // process without privilege, or where /proc hides other processes: there
 // the time rule stands alone. Windows records a process's creation time in
 // wall time when it is created, as it does file times, so a later step
@@ -121,8 +123,36 @@
 //     come from one pass over /proc per call; another user's are seen only
 //     by root (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html),
 //     and a process that starts using a slot after the pass is not seen.
-//     Users answers from the same pass. Per-thread working directories
-//     are not looked at. The locks that keep PruneDead calls apart are
+//     Users answers from the same pass. A process counts as using a slot
+//     through its working or root directory, its open files and its
+//     mappings; a thread's own working directory or file table counts
+//     where the main thread has exited, not where a thread unshared them
+//     while the main thread lives. Whatever cannot be told keeps the
+//     slot: a directory of it the walk cannot read, a process whose files
+//     cannot be read for any reason but belonging to another user (or to
+//     a sandbox the caller runs in), a /proc that shows another pid
+//     namespace. This user's processes that /proc will not open (not
+//     dumpable, as ssh-agent and gpg-agent make themselves, or running a
+//     set-user-ID program) are the one exception: keeping every slot
+//     while an agent runs would stop collection for good on most
+//     desktops, and such daemons work in /, not in slots; PruneDead
+//     removes dead slots all the same and names those processes in its
+//     error, wrapping ErrUninspected. Root sees them all.
+//   - What can block, and for how long: no step of the pass over /proc
+//     asks a file system (an open file is told by its fdinfo, a working
+//     or root directory by the fdinfo of an O_PATH descriptor of it, a
+//     mapping by PROCMAP_QUERY or its maps line, a mount by the mount
+//     tables; only where fdinfo has no ino line is a file on the swarm's
+//     own file system stat'ed, with AT_STATX_DONT_SYNC), and a pid file
+//     or a tree is never opened across a mount, so a FUSE daemon that
+//     stopped or an NFS server that is gone hangs no call on a swarm
+//     elsewhere, whoever has files there. The pass may still wait on
+//     another process's memory-map lock (its maps) or a driver's lock (a
+//     device's fdinfo): it is given 10 seconds, past which every slot of
+//     the call is kept, with an error naming the pid being read. The
+//     swarm directory's own file system is asked throughout: if it stops
+//     answering, so does every call on that swarm, unbounded, as with
+//     any file tool. The locks that keep PruneDead calls apart are
 //     flock(2) locks, which Linux keeps for a directory itself even on
 //     NFS and FUSE: they keep apart the calls of one host only, so two
 //     hosts must not prune one shared swarm directory at once.

@@ -67,8 +67,11 @@ import (
 // A failure on one slot does not stop the others: err joins one *SlotError
 // per failed slot (or trash entry), which names it and wraps the cause, so
 // errors.Is(err, fs.ErrPermission) works; the names removed are returned
-// with it. An error that holds no *SlotError means the swarm directory
-// itself could not be read. A missing swarm directory yields nil, nil.
+// with it. Processes of the caller's own user that could not be looked
+// into are named in an error wrapping ErrUninspected (see the package doc,
+// Systems). Any other error that holds no *SlotError means the swarm
+// directory itself could not be read. A missing swarm directory yields
+// nil, nil.
 //
 // How much of each guard a system can give is in the package doc, Systems.
 func PruneDead(workspaceDir string) ([]string, error) {
@@ -120,8 +123,10 @@ func PruneDead(workspaceDir string) ([]string, error) {
 // it open), the way PruneDead finds them before it removes a slot; a slot
 // no process uses has no key. On a system that gives no view of the files
 // a process uses, Users finds none (see the package doc, Systems). A slot
-// that cannot be opened, or holds a mount point, makes a *SlotError naming
-// it; the others are still answered.
+// that cannot be opened or looked through, or holds a mount point, makes a
+// *SlotError naming it; the others are still answered. Processes of the
+// caller's own user that could not be looked into are named in an error
+// wrapping ErrUninspected.
 func Users(workspaceDir string, slots ...string) (map[string][]Process, error) {
 	sw, err := openSwarmDir(SwarmPath(workspaceDir))
 	if sw == nil {

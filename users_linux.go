@@ -80,31 +80,7 @@ import (
 // that what went unchecked is seen; Users names them the same way. Root
 // may look into them (CAP_SYS_PTRACE) and never meets them.
 //
-// What is bounded and what is not, for the package doc:
-//
-//   - No step of the pass over /proc asks a file system: an open file is
-//     told by its fdinfo, a working or root directory by the fdinfo of an
-//     O_PATH descriptor of it, a mapping by PROCMAP_QUERY or its maps
-//     line, a mount by the mount tables; only on kernels whose fdinfo has
-//     no ino line is a file on the swarm's own file system stat'ed, with
-//     AT_STATX_DONT_SYNC. So a file system that stops answering (a FUSE
-//     daemon stuck or stopped, a hard NFS mount whose server is gone)
-//     hangs no PruneDead, Users or Scan on a swarm elsewhere, whoever has
-//     files there. The fdinfo of sockets, pipes and anonymous inodes is
-//     never read: an epoll's waits on its lock, which a process adding a
-//     stalled FUSE file to it holds (Go's os.Open does that).
-//   - The pass may still wait on another process: its maps wait for its
-//     memory map's lock, which one of its threads stuck in such a file
-//     system can keep from readers on some kernels, and the fdinfo of a
-//     device file may wait on its driver's locks. The pass is given 10
-//     seconds, procPassLimit; past that every slot of the call is kept,
-//     with an error naming the pid being read, and the pass is left to
-//     finish on its own: its thread stays blocked until the lock is let
-//     go (and a process cannot exit while one of its threads waits
-//     uninterruptibly).
-//   - The swarm directory's own file system is asked throughout (the walk
-//     of a slot, its pid file, the removal): if it stops answering, so
-//     does every call on that swarm, unbounded.
+// What is bounded and what is not is said in the package doc, Systems.
 
 // commandName returns the command name of process pid, or "?" when it
 // cannot be read.
