@@ -441,9 +441,8 @@ func mountinfoEntry(dir string) (fstype string, dev uint64, ok bool) {
 	return fstype, dev, ok
 }
 
-func init() {
-	switch os.Getenv(helperEnv) {
-	case "fuse-hold":
+var (
+	_ = registerHelper("fuse-hold", func() {
 		// The fuse-hold helper works in the mount SLOTGC_TEST_ARG names,
 		// reads its directory and its file, holds the file open and the
 		// subdirectory by an O_PATH descriptor, says "ready" and the two
@@ -456,7 +455,8 @@ func init() {
 		fmt.Println("ready", fds[0], fds[1])
 		time.Sleep(childLifetime)
 		os.Exit(0)
-	case "fuse-flock":
+	})
+	_ = registerHelper("fuse-flock", func() {
 		// The fuse-flock helper opens SLOTGC_TEST_ARG for reading, takes
 		// flock(2) LOCK_EX|LOCK_NB on it, and prints "flock" and the
 		// errno, 0 for none.
@@ -472,7 +472,8 @@ func init() {
 		}
 		fmt.Println("flock", int(errno))
 		os.Exit(0)
-	case "fuse-stat":
+	})
+	_ = registerHelper("fuse-stat", func() {
 		// The fuse-stat helper says "stat", stats SLOTGC_TEST_ARG, and
 		// prints the device and the error. init runs on the main thread,
 		// so the stat does too, and the process's own state in /proc
@@ -482,8 +483,8 @@ func init() {
 		err := syscall.Stat(os.Getenv(helperArgEnv), &st)
 		fmt.Println(st.Dev, st.Ino, err)
 		os.Exit(0)
-	}
-}
+	})
+)
 
 // fuseHold does the work of the fuse-hold helper in dir and returns the
 // descriptors it holds: the file's and the subdirectory's.

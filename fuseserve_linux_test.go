@@ -483,46 +483,49 @@ func cString(b []byte) string {
 	return string(b)
 }
 
-func init() {
-	// The fuse-serve helper mounts the test file system on the directory
-	// SLOTGC_TEST_ARG names, says "ready" once the kernel's INIT is
-	// answered, and serves until the connection ends or it is killed. The
-	// test stops it with SIGSTOP to make the mount hang.
-	//
-	// The fuse-tree helper does the same with the tree its arguments give:
-	// an errno to refuse every lock with (0: locks stay the kernel's),
-	// then pairs of a file's path and its content. Both print a line of
-	// the requests read so far (see reportRequests) on each SIGUSR1.
-	mode := os.Getenv(helperEnv)
-	if mode == "fuse-serve" || mode == "fuse-tree" {
-		fsys := fuseTestFS()
-		if mode == "fuse-tree" {
-			var err error
-			if fsys, err = fuseTreeFSFromArgs(os.Args[2:]); err != nil {
-				fmt.Fprintln(os.Stderr, "fuse-tree:", err)
-				os.Exit(2)
-			}
+// The fuse-serve helper mounts the test file system on the directory
+// SLOTGC_TEST_ARG names, says "ready" once the kernel's INIT is answered,
+// and serves until the connection ends or it is killed. The test stops it
+// with SIGSTOP to make the mount hang.
+//
+// The fuse-tree helper does the same with the tree its arguments give: an
+// errno to refuse every lock with (0: locks stay the kernel's), then pairs
+// of a file's path and its content. Both print a line of the requests
+// read so far (see reportRequests) on each SIGUSR1.
+var (
+	_ = registerHelper("fuse-serve", func() { serveFUSE("fuse-serve", fuseTestFS()) })
+	_ = registerHelper("fuse-tree", func() {
+		fsys, err := fuseTreeFSFromArgs(os.Args[2:])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fuse-tree:", err)
+			os.Exit(2)
 		}
-		report := make(chan os.Signal, 1)
-		signal.Notify(report, syscall.SIGUSR1)
-		go func() {
-			for range report {
-				fsys.reportRequests(os.Stdout)
-			}
-		}()
-		err := runFUSEServer(os.Getenv(helperArgEnv), fsys, func() { fmt.Println("ready") })
-		switch {
-		case err == nil:
-			os.Exit(0)
-		case errors.Is(err, errFUSEUnavailable):
-			// Said on stdout, where the test waits for "ready", so that
-			// it can skip rather than fail.
-			fmt.Println(err)
-		default:
-			fmt.Fprintf(os.Stderr, "%s: %v\n", mode, err)
+		serveFUSE("fuse-tree", fsys)
+	})
+)
+
+// serveFUSE is the fuse-serve and fuse-tree helpers' work once fsys is
+// made; it exits when the connection ends.
+func serveFUSE(mode string, fsys *fuseFS) {
+	report := make(chan os.Signal, 1)
+	signal.Notify(report, syscall.SIGUSR1)
+	go func() {
+		for range report {
+			fsys.reportRequests(os.Stdout)
 		}
-		os.Exit(2)
+	}()
+	err := runFUSEServer(os.Getenv(helperArgEnv), fsys, func() { fmt.Println("ready") })
+	switch {
+	case err == nil:
+		os.Exit(0)
+	case errors.Is(err, errFUSEUnavailable):
+		// Said on stdout, where the test waits for "ready", so that it
+		// can skip rather than fail.
+		fmt.Println(err)
+	default:
+		fmt.Fprintf(os.Stderr, "%s: %v\n", mode, err)
 	}
+	os.Exit(2)
 }
 
 // fuseTreeFSFromArgs makes the fuse-tree helper's file system from its

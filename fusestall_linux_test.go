@@ -28,14 +28,12 @@ import (
 // milliseconds; a race-enabled child starts in well under a second.
 const callDeadline = 10 * time.Second
 
-func init() {
-	// The fuse-call helper runs the slotgc call its arguments name on the
-	// workspace after it (and, for Users, the slots after that), and
-	// prints the result as a fuseCallResult.
-	if os.Getenv(helperEnv) == "fuse-call" {
-		os.Exit(runFUSECall(os.Args[2], os.Args[3], os.Args[4:]))
-	}
-}
+// The fuse-call helper runs the slotgc call its arguments name on the
+// workspace after it (and, for Users, the slots after that), and
+// prints the result as a fuseCallResult.
+var _ = registerHelper("fuse-call", func() {
+	os.Exit(runFUSECall(os.Args[2], os.Args[3], os.Args[4:]))
+})
 
 // fuseCallResult is what a fuse-call helper prints: the call's result as
 // fmt prints it, and its error, whole and (Errs) one by one.

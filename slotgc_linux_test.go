@@ -18,19 +18,18 @@ import (
 	"time"
 )
 
-func init() {
-	// The leader-exit helper must run its main goroutine on the main
-	// thread, the thread-group leader; init runs there.
-	if os.Getenv(helperEnv) == "leader-exit" {
-		runtime.LockOSThread()
-		go func() {
-			time.Sleep(childLifetime)
-			os.Exit(0)
-		}()
-		// exit(2), unlike exit_group(2), ends only the calling thread.
-		syscall.RawSyscall(syscall.SYS_EXIT, 0, 0, 0)
-	}
-}
+// The leader-exit helper ends its main thread, the thread-group leader,
+// while another thread lives on; helpers run from init, on the main
+// thread (see helperModes).
+var _ = registerHelper("leader-exit", func() {
+	runtime.LockOSThread()
+	go func() {
+		time.Sleep(childLifetime)
+		os.Exit(0)
+	}()
+	// exit(2), unlike exit_group(2), ends only the calling thread.
+	syscall.RawSyscall(syscall.SYS_EXIT, 0, 0, 0)
+})
 
 // waitProcStat waits until the /proc stat of pid satisfies ok and returns
 // it, failing the test after settleTimeout.
@@ -355,75 +354,69 @@ func TestKillThreadID(t *testing.T) {
 	}
 }
 
-func init() {
-	// The ns-work helper, started in a mount namespace of its own, mounts a
-	// tmpfs on SLOTGC_TEST_ARG's first path, binds the workspace (the
-	// second) inside it, and works in the third (the three split by newlines), relative to the workspace,
-	// through that bind mount: a path that means nothing outside.
-	if os.Getenv(helperEnv) == "ns-work" {
-		args := strings.Split(os.Getenv(helperArgEnv), "\n")
-		alt := filepath.Join(args[0], "ws")
-		err := syscall.Mount("tmpfs", args[0], "tmpfs", 0, "")
-		if err == nil {
-			err = os.Mkdir(alt, 0o755)
-		}
-		if err == nil {
-			err = syscall.Mount(args[1], alt, "", syscall.MS_BIND, "")
-		}
-		if err == nil {
-			err = os.Chdir(filepath.Join(alt, args[2]))
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "ns-work:", err)
-			os.Exit(2)
-		}
-		fmt.Println("ready")
-		time.Sleep(childLifetime)
-		os.Exit(0)
+// The ns-work helper, started in a mount namespace of its own, mounts a
+// tmpfs on SLOTGC_TEST_ARG's first path, binds the workspace (the
+// second) inside it, and works in the third (the three split by newlines), relative to the workspace,
+// through that bind mount: a path that means nothing outside.
+var _ = registerHelper("ns-work", func() {
+	args := strings.Split(os.Getenv(helperArgEnv), "\n")
+	alt := filepath.Join(args[0], "ws")
+	err := syscall.Mount("tmpfs", args[0], "tmpfs", 0, "")
+	if err == nil {
+		err = os.Mkdir(alt, 0o755)
 	}
-}
+	if err == nil {
+		err = syscall.Mount(args[1], alt, "", syscall.MS_BIND, "")
+	}
+	if err == nil {
+		err = os.Chdir(filepath.Join(alt, args[2]))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ns-work:", err)
+		os.Exit(2)
+	}
+	fmt.Println("ready")
+	time.Sleep(childLifetime)
+	os.Exit(0)
+})
 
-func init() {
-	// The detach helper does the first half of a prune of the slot named
-	// by SLOTGC_TEST_ARG in the swarm directory of the working directory:
-	// it locks the slot and renames it to a trash name holding its own pid,
-	// says "ready" and waits to be killed, a pruner that crashes midway.
-	if os.Getenv(helperEnv) == "detach" {
-		sw, _, err := openSwarm(SwarmDir)
-		var lock *entryLock
-		if err == nil {
-			lock, err = sw.lockEntry(os.Getenv(helperArgEnv))
-		}
-		if err == nil {
-			err = sw.renameEntry(os.Getenv(helperArgEnv), TrashPrefix+strconv.Itoa(os.Getpid())+".crashed")
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "detach:", err)
-			os.Exit(2)
-		}
-		fmt.Println("ready")
-		time.Sleep(childLifetime)
-		lock.release()
-		os.Exit(0)
+// The detach helper does the first half of a prune of the slot named
+// by SLOTGC_TEST_ARG in the swarm directory of the working directory:
+// it locks the slot and renames it to a trash name holding its own pid,
+// says "ready" and waits to be killed, a pruner that crashes midway.
+var _ = registerHelper("detach", func() {
+	sw, _, err := openSwarm(SwarmDir)
+	var lock *entryLock
+	if err == nil {
+		lock, err = sw.lockEntry(os.Getenv(helperArgEnv))
 	}
-}
+	if err == nil {
+		err = sw.renameEntry(os.Getenv(helperArgEnv), TrashPrefix+strconv.Itoa(os.Getpid())+".crashed")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "detach:", err)
+		os.Exit(2)
+	}
+	fmt.Println("ready")
+	time.Sleep(childLifetime)
+	lock.release()
+	os.Exit(0)
+})
 
-func init() {
-	// The pidns-scan helper runs as pid 1 of a pid namespace of its own,
-	// with the /proc of the namespace it came from. SLOTGC_TEST_ARG holds a
-	// pid and a workspace, split by a newline: it starts a sleeper that
-	// gets that pid in the new namespace, names it in the pid file of slot
-	// "inner", scans, asks KillSlot to stop it, and prints the slot's
-	// state, the sleeper's pid, Alive's answer, KillSlot's, whether its
-	// error is ErrUnidentified and whether the sleeper still runs.
-	if os.Getenv(helperEnv) == "pidns-scan" {
-		if err := pidnsScan(strings.Split(os.Getenv(helperArgEnv), "\n")); err != nil {
-			fmt.Fprintln(os.Stderr, "pidns-scan:", err)
-			os.Exit(2)
-		}
-		os.Exit(0)
+// The pidns-scan helper runs as pid 1 of a pid namespace of its own,
+// with the /proc of the namespace it came from. SLOTGC_TEST_ARG holds a
+// pid and a workspace, split by a newline: it starts a sleeper that
+// gets that pid in the new namespace, names it in the pid file of slot
+// "inner", scans, asks KillSlot to stop it, and prints the slot's
+// state, the sleeper's pid, Alive's answer, KillSlot's, whether its
+// error is ErrUnidentified and whether the sleeper still runs.
+var _ = registerHelper("pidns-scan", func() {
+	if err := pidnsScan(strings.Split(os.Getenv(helperArgEnv), "\n")); err != nil {
+		fmt.Fprintln(os.Stderr, "pidns-scan:", err)
+		os.Exit(2)
 	}
-}
+	os.Exit(0)
+})
 
 func pidnsScan(args []string) error {
 	pid, _ := strconv.Atoi(args[0])
@@ -472,26 +465,24 @@ func pidnsScan(args []string) error {
 	return nil
 }
 
-func init() {
-	// The swap helper swaps the swarm directory (SLOTGC_TEST_ARG's first
-	// path) for a symlink to another directory (the second) and back, over
-	// and over, saying "ready" after the first swap, until killed.
-	if os.Getenv(helperEnv) == "swap" {
-		args := strings.Split(os.Getenv(helperArgEnv), "\n")
-		swarm, outside := args[0], args[1]
-		for i := 0; ; i++ {
-			os.Rename(swarm, swarm+".real")
-			os.Symlink(outside, swarm)
-			if i == 0 {
-				fmt.Println("ready")
-			}
-			time.Sleep(swapPause)
-			os.Remove(swarm)
-			os.Rename(swarm+".real", swarm)
-			time.Sleep(swapPause)
+// The swap helper swaps the swarm directory (SLOTGC_TEST_ARG's first
+// path) for a symlink to another directory (the second) and back, over
+// and over, saying "ready" after the first swap, until killed.
+var _ = registerHelper("swap", func() {
+	args := strings.Split(os.Getenv(helperArgEnv), "\n")
+	swarm, outside := args[0], args[1]
+	for i := 0; ; i++ {
+		os.Rename(swarm, swarm+".real")
+		os.Symlink(outside, swarm)
+		if i == 0 {
+			fmt.Println("ready")
 		}
+		time.Sleep(swapPause)
+		os.Remove(swarm)
+		os.Rename(swarm+".real", swarm)
+		time.Sleep(swapPause)
 	}
-}
+})
 
 // swapPause is how long the swap helper leaves each of the two in place.
 const swapPause = 50 * time.Microsecond

@@ -59,34 +59,59 @@ const (
 	promptKill = 1 * time.Second
 )
 
-// TestMain runs the helper modes of the re-executed test binary:
-//
-//	sleep        say "ready" on stdout, sleep until killed
-//	ignore-term  ignore SIGTERM, say "ready", sleep until killed
-//	hold         open the file named by SLOTGC_TEST_ARG, say "ready",
-//	             sleep until killed
-//	exit         exit at once
-//	call         once stdin is closed, run the slotgc call named by the
-//	             helper's arguments and print its result as JSON
-func TestMain(m *testing.M) {
-	switch os.Getenv(helperEnv) {
-	case "":
-		// The tests lay out their own state directories; one relocated by
-		// the caller's environment would send every call elsewhere.
-		os.Unsetenv(StateDirEnv)
-		if err := checkSpawn(); err != nil {
-			spawnBroken = fmt.Sprintf("the test binary cannot start itself again here (%v)", err)
-			emulated = errors.Is(err, syscall.ENOEXEC)
-		}
-		os.Exit(m.Run())
-	case "sleep":
+// helperModes holds what the re-executed test binary does, by the mode
+// helperEnv names, instead of running tests: one registry, as os/exec's
+// tests keep one of helper commands. Each mode is registered, with
+// registerHelper, in the test file that uses it (a system's own modes in
+// that system's files). The binary runs its mode from init, so on the main
+// thread (which the leader-exit mode needs) and before the testing package
+// starts.
+var helperModes = map[string]func(){}
+
+// registerHelper adds the helper mode named mode. It returns a value only
+// so that it can be called in a package-level variable's initializer,
+// which Go runs before any init function, and so before runHelper.
+func registerHelper(mode string, run func()) bool {
+	if _, taken := helperModes[mode]; taken {
+		panic("helper mode registered twice: " + mode)
+	}
+	helperModes[mode] = run
+	return true
+}
+
+func init() { runHelper() }
+
+// runHelper runs the helper mode helperEnv names, if any, and exits.
+func runHelper() {
+	mode := os.Getenv(helperEnv)
+	if mode == "" {
+		return
+	}
+	run, ok := helperModes[mode]
+	if !ok {
+		fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
+		os.Exit(2)
+	}
+	run()
+	os.Exit(0)
+}
+
+// The helper modes every system's tests use.
+var (
+	// sleep says "ready" on stdout and sleeps until killed.
+	_ = registerHelper("sleep", func() {
 		fmt.Println("ready")
 		time.Sleep(childLifetime)
-	case "ignore-term":
+	})
+	// ignore-term ignores SIGTERM, says "ready" and sleeps until killed.
+	_ = registerHelper("ignore-term", func() {
 		ignoreTerm()
 		fmt.Println("ready")
 		time.Sleep(childLifetime)
-	case "hold":
+	})
+	// hold opens the file SLOTGC_TEST_ARG names, says "ready" and sleeps
+	// until killed.
+	_ = registerHelper("hold", func() {
 		f, err := os.Open(os.Getenv(helperArgEnv))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -95,18 +120,32 @@ func TestMain(m *testing.M) {
 		fmt.Println("ready")
 		time.Sleep(childLifetime)
 		runtime.KeepAlive(f) // held open until killed, not closed by a finalizer
-	case "exit":
-	case "call":
+	})
+	// exit exits at once.
+	_ = registerHelper("exit", func() {})
+	// call waits until its stdin is closed, a start gate, then runs the
+	// slotgc call its arguments name and prints the result as JSON.
+	_ = registerHelper("call", func() {
 		if grace, err := time.ParseDuration(os.Getenv(killGraceEnv)); err == nil {
 			killGrace = grace
 		}
-		io.Copy(io.Discard, os.Stdin) // a start gate: go when stdin closes
+		io.Copy(io.Discard, os.Stdin)
 		os.Exit(runCall(os.Args[len(os.Args)-2], os.Args[len(os.Args)-1]))
-	default:
-		fmt.Fprintln(os.Stderr, "unknown helper mode")
-		os.Exit(2)
+	})
+)
+
+// TestMain prepares the test process: no environment of the caller's may
+// steer the calls, and the tests that start children must know whether
+// the binary can start itself again here.
+func TestMain(m *testing.M) {
+	// The tests lay out their own state directories; one relocated by the
+	// caller's environment would send every call elsewhere.
+	os.Unsetenv(StateDirEnv)
+	if err := checkSpawn(); err != nil {
+		spawnBroken = fmt.Sprintf("the test binary cannot start itself again here (%v)", err)
+		emulated = errors.Is(err, syscall.ENOEXEC)
 	}
-	os.Exit(0)
+	os.Exit(m.Run())
 }
 
 // callResult is what a "call" helper prints.
@@ -188,7 +227,10 @@ func helperCmd(t testing.TB, exe, mode string, args ...string) *exec.Cmd {
 		t.Skip(spawnBroken)
 	}
 	cmd := exec.Command(exe, append([]string{"-test.run=^$"}, args...)...)
-	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
+	// Under the race detector a process waits a second as it exits, for
+	// reports from threads a helper never makes; every deadPID and every
+	// "call" would pay that second.
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode, "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
 	cmd.Stderr = os.Stderr
 	return cmd
 }

@@ -18,20 +18,20 @@ import (
 	"time"
 )
 
-func init() {
-	// The helper modes of the in-use tests:
-	//
-	//	map          map the file named by SLOTGC_TEST_ARG, close its
-	//	             descriptor, say "ready", sleep until killed
-	//	undumpable   make itself not dumpable, say "ready", sleep until
-	//	             killed
-	//	nofile-call  lower its descriptor limit to SLOTGC_TEST_ARG, then run
-	//	             the slotgc call its arguments name, as "call" does
-	//	users        print Users(ws, slot) for its two arguments as JSON
-	switch os.Getenv(helperEnv) {
-	case "map":
+// The helper modes of the in-use tests:
+//
+//	map          map the file named by SLOTGC_TEST_ARG, close its
+//	             descriptor, say "ready", sleep until killed
+//	undumpable   make itself not dumpable, say "ready", sleep until
+//	             killed
+//	nofile-call  lower its descriptor limit to SLOTGC_TEST_ARG, then run
+//	             the slotgc call its arguments name, as "call" does
+//	users        print Users(ws, slot) for its two arguments as JSON
+var (
+	_ = registerHelper("map", func() {
 		os.Exit(mapAndSleep(os.Getenv(helperArgEnv)))
-	case "undumpable":
+	})
+	_ = registerHelper("undumpable", func() {
 		const prSetDumpable = 4
 		if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetDumpable, 0, 0); errno != 0 {
 			fmt.Fprintln(os.Stderr, "prctl:", errno)
@@ -40,14 +40,16 @@ func init() {
 		fmt.Println("ready")
 		time.Sleep(childLifetime)
 		os.Exit(0)
-	case "nofile-call":
+	})
+	_ = registerHelper("nofile-call", func() {
 		limit, _ := strconv.ParseUint(os.Getenv(helperArgEnv), 10, 64)
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: limit, Max: limit}); err != nil {
 			fmt.Fprintln(os.Stderr, "setrlimit:", err)
 			os.Exit(2)
 		}
 		os.Exit(runCall(os.Args[len(os.Args)-2], os.Args[len(os.Args)-1]))
-	case "users":
+	})
+	_ = registerHelper("users", func() {
 		users, err := Users(os.Args[len(os.Args)-2], os.Args[len(os.Args)-1])
 		r := usersResult{Users: users}
 		if err != nil {
@@ -55,8 +57,8 @@ func init() {
 		}
 		json.NewEncoder(os.Stdout).Encode(r)
 		os.Exit(0)
-	}
-}
+	})
+)
 
 // usersResult is what a "users" helper prints.
 type usersResult struct {
