@@ -140,8 +140,9 @@ func parseProcStat(line []byte) (procStat, error) {
 		var ok bool
 		switch field {
 		case 3:
-			ok = len(value) == 1
-			st.state = value[0]
+			if ok = len(value) == 1; ok {
+				st.state = value[0]
+			}
 		case 20:
 			var threads uint64
 			threads, ok = parseDecimal(value)

@@ -117,6 +117,10 @@ func TestParseProcStat(t *testing.T) {
 		{"plain", "42 (sleep)" + tail("S", 1, 12345), procStat{'S', 1, 12345}, false},
 		{"spaces and parens in the name", "42 (a) b (c d)" + tail("Z", 1, 7), procStat{'Z', 1, 7}, false},
 		{"threaded zombie leader", "42 (srv)" + tail("Z", 5, 9), procStat{'Z', 5, 9}, false},
+		{"a 64-byte name ending in a paren", "42 (" + strings.Repeat("x", 63) + ")" + ")" + tail("R", 2, 5), procStat{'R', 2, 5}, false},
+		{"a name past 64 bytes", "42 (" + strings.Repeat("x", 65) + ")" + tail("R", 2, 5), procStat{}, true},
+		{"a paren in a later field", "42 (x)" + tail("S", 1, 3) + ")", procStat{'S', 1, 3}, false},
+		{"two spaces between fields", "42 (x) " + tail("S", 1, 3), procStat{}, true},
 		{"no closing paren", "42 (sleep S 1 2 3", procStat{}, true},
 		{"truncated", "42 (sleep) S 1 2 3\n", procStat{}, true},
 		{"long state", "42 (x)" + tail("SS", 1, 1), procStat{}, true},
@@ -160,6 +164,8 @@ func FuzzParseProcStat(f *testing.F) {
 	f.Add([]byte("1 (init) S 0 1 1 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 17 1000 1 18446744073709551615"))
 	f.Add([]byte("2 ()) Z 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19"))
 	f.Add([]byte(")"))
+	f.Add([]byte("3 (a) b (c d)) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19\n"))
+	f.Add([]byte("4 (" + strings.Repeat("n", 63) + ")) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19\n"))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		st, err := parseProcStat(line)
 		if err != nil {
@@ -168,8 +174,12 @@ func FuzzParseProcStat(f *testing.F) {
 			}
 			return
 		}
-		// The fields picked are the ones after the last ')'.
-		i := strings.LastIndexByte(string(line), ')')
+		// The fields picked are the ones after the name, which ends at the
+		// last ')' within maxCommLen bytes of the first '(': the kernel
+		// writes no longer name.
+		open := strings.IndexByte(string(line), '(')
+		name := line[open+1 : min(len(line), open+1+maxCommLen+1)]
+		i := open + 1 + strings.LastIndexByte(string(name), ')')
 		// The kernel separates fields with spaces and ends the line with a
 		// newline; nothing else separates them.
 		fields := strings.FieldsFunc(string(line[i+1:]), func(r rune) bool { return r == ' ' || r == '\n' })
