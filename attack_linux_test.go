@@ -308,7 +308,7 @@ func TestAttackPlantedProbeEntries(t *testing.T) {
 	writeFile(t, target, "root's\n")
 	asUser(t, fmt.Sprintf("cd %s && ln -s %s %sclock.sym && mkfifo %sclock.fifo && mkdir %sclock.dir && echo x > %sclock.dir/f",
 		swarm, target, TrashPrefix, TrashPrefix, TrashPrefix, TrashPrefix))
-	lock := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "flock", "-x", filepath.Join(swarm, TrashPrefix+"clock.locked"), "sleep", "60")
+	lock := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", "exec 9>"+filepath.Join(swarm, TrashPrefix+"clock.locked")+" && flock -x 9 && exec sleep 60")
 	lock.Start()
 	t.Cleanup(func() { lock.Process.Kill(); lock.Wait() })
 	time.Sleep(200 * time.Millisecond)
