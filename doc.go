@@ -119,10 +119,18 @@
 //     points come from /proc/self/mountinfo, and the removal walk refuses
 //     to cross a mount (openat2's RESOLVE_NO_XDEV; before Linux 5.6, a
 //     change of device or of the mount id in /proc/self/fdinfo; without
-//     /proc it refuses to descend at all). The processes using a slot
-//     come from one pass over /proc per call; another user's are seen only
-//     by root (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html),
-//     and a process that starts using a slot after the pass is not seen.
+//     /proc it refuses to descend at all). Mounts made in other mount
+//     namespaces (a container's) are found in their own tables, by where
+//     they sit on the swarm's file system: removing a directory another
+//     namespace mounts on would detach that mount there with all it
+//     shows. The processes using a slot come from one pass over /proc per
+//     call, and once the slot is detached, from a pass of its own, which
+//     puts the slot back if a process began using it meanwhile; another
+//     user's processes are seen only by root
+//     (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html). A
+//     process that opens a directory of a slot and later works through
+//     that descriptor alone is not counted: every pruner holds the trees
+//     it walks open so.
 //     Users answers from the same pass. A process counts as using a slot
 //     through its working or root directory, its open files and its
 //     mappings; a thread's own working directory or file table counts
@@ -158,9 +166,13 @@
 //     hosts must not prune one shared swarm directory at once.
 //   - Kill and KillSlot signal through one pidfd opened at the start and
 //     wake on it the moment the process exits. KillSlot reads the start
-//     time of the process behind the pidfd from /proc; where it cannot
-//     (a foreign /proc, hidepid, a process gone meanwhile) it signals
-//     nothing and its error wraps ErrUnidentified. Out of file descriptors
+//     time and the owner of the process behind the pidfd from /proc, and
+//     signals only a process that started before its pid file was written
+//     and runs as the file's owner, or one that uses the slot: a pid file
+//     another user planted, naming a process of yours, gets nothing
+//     signalled. Where it cannot read them (a foreign /proc, hidepid, a
+//     process gone meanwhile) it signals nothing, and its error wraps
+//     ErrUnidentified. Out of file descriptors
 //     they wait up to 2 seconds for one, then give up rather than signal
 //     the bare pid. Where pidfd_open is unavailable (before Linux 5.3, or
 //     a sandbox that forbids it) they signal the pid with kill(2) and poll

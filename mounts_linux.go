@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,11 +22,13 @@ import (
 // made after the table was read still stops the removal there.
 
 // mountsUnder returns the mount points at or below the directory open as
-// fd, as this process sees them.
+// fd, as this process sees them, and those of every other mount namespace
+// it can see into (see mountsElsewhere).
 func (g *pruneGuard) mountsUnder(fd int) []string {
 	if !g.mountsRead {
 		g.mountsRead = true
 		g.mounts = readMountPoints()
+		g.elsewhere = readOtherNamespaces()
 	}
 	dir, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
 	if err != nil || !strings.HasPrefix(dir, "/") {
@@ -33,11 +36,153 @@ func (g *pruneGuard) mountsUnder(fd int) []string {
 	}
 	var under []string
 	for _, m := range g.mounts {
-		if m == dir || strings.HasPrefix(m, dir+"/") {
+		if pathWithin(m, dir) {
 			under = append(under, m)
 		}
 	}
-	return under
+	return append(under, mountsElsewhere(dir, g.elsewhere)...)
+}
+
+// pathWithin reports whether the clean absolute path p is dir or lies
+// below it.
+func pathWithin(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// A mount made in another mount namespace (a container's, or any process
+// that called unshare(CLONE_NEWNS)) on a directory of a slot does not show
+// in this process's table, and the walk, which refuses to cross mounts,
+// does not meet it: in this namespace the directory is a plain one. Yet
+// removing that directory detaches the mount there, with all it showed
+// (Linux 3.18 and later, https://man7.org/linux/man-pages/man2/rmdir.2.html).
+// Paths do not carry across namespaces, but places on a file system do:
+// each mountinfo line says which directory of its file system a mount
+// shows (root, field 4) and where it sits (field 5) under its parent mount,
+// so a mount's place on the file system beneath it is its parent's root
+// joined with its point below the parent's. A mount whose place lies in
+// the slot, or that shows a directory of the slot elsewhere (a bind mount
+// of it), keeps the slot.
+
+// mountPlace is where one mount sits: its id, its parent's, the device of
+// its file system, the directory of it that it shows, and its mount point.
+type mountPlace struct {
+	id, parent  uint64
+	dev         fsDev
+	root, point string
+}
+
+// namespaceMounts is the mount table of one other mount namespace, and a
+// process in it, for messages.
+type namespaceMounts struct {
+	pid    int
+	places []mountPlace
+}
+
+// readOtherNamespaces reads the mount table of every mount namespace but
+// this process's that /proc lets it tell apart (another user's processes
+// only as root), once each. Reading a table asks no file system.
+func readOtherNamespaces() []namespaceMounts {
+	own, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return nil
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	seen := map[string]bool{own: true}
+	var tables []namespaceMounts
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		ns, err := os.Readlink("/proc/" + e.Name() + "/ns/mnt")
+		if err != nil || seen[ns] {
+			continue
+		}
+		seen[ns] = true
+		if places := readMountPlaces("/proc/" + e.Name() + "/mountinfo"); places != nil {
+			tables = append(tables, namespaceMounts{pid: pid, places: places})
+		}
+	}
+	return tables
+}
+
+// readMountPlaces reads the mount table at path.
+func readMountPlaces(path string) []mountPlace {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var places []mountPlace
+	lines := bufio.NewScanner(f)
+	lines.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for lines.Scan() {
+		if m, ok := parseMountPlace(lines.Bytes()); ok {
+			places = append(places, m)
+		}
+	}
+	return places
+}
+
+// parseMountPlace picks fields 1 to 5 out of a mountinfo line
+// (https://man7.org/linux/man-pages/man5/proc_pid_mountinfo.5.html).
+func parseMountPlace(line []byte) (mountPlace, bool) {
+	fields := bytes.Fields(line)
+	if len(fields) < 5 {
+		return mountPlace{}, false
+	}
+	id, err1 := strconv.ParseUint(string(fields[0]), 10, 64)
+	parent, err2 := strconv.ParseUint(string(fields[1]), 10, 64)
+	major, minor, ok := bytes.Cut(fields[2], []byte(":"))
+	maj, err3 := strconv.ParseUint(string(major), 10, 32)
+	min, err4 := strconv.ParseUint(string(minor), 10, 32)
+	if !ok || err1 != nil || err2 != nil || err3 != nil || err4 != nil {
+		return mountPlace{}, false
+	}
+	return mountPlace{id, parent, makeFSDev(maj, min), unescapeOctal(fields[3]), unescapeOctal(fields[4])}, true
+}
+
+// placeOf returns where the path p, below mount m's point, lies on m's
+// file system.
+func placeOf(m mountPlace, p string) string {
+	return path.Join(m.root, strings.TrimPrefix(p, m.point))
+}
+
+// mountsElsewhere returns the mounts of other namespaces' tables that sit
+// in, or show a part of, the directory dir of this namespace.
+func mountsElsewhere(dir string, tables []namespaceMounts) []string {
+	own := readMountPlaces("/proc/self/mountinfo")
+	var home mountPlace
+	found := false
+	for _, m := range own {
+		if pathWithin(dir, m.point) && (!found || len(m.point) >= len(home.point)) {
+			home, found = m, true
+		}
+	}
+	if !found {
+		return nil
+	}
+	slot := placeOf(home, dir)
+	var points []string
+	for _, t := range tables {
+		byID := make(map[uint64]mountPlace, len(t.places))
+		for _, m := range t.places {
+			byID[m.id] = m
+		}
+		for _, m := range t.places {
+			parent, ok := byID[m.parent]
+			switch {
+			case ok && parent.dev == home.dev && m.id != parent.id && pathWithin(placeOf(parent, m.point), slot):
+				points = append(points, fmt.Sprintf("%s (in the mount namespace of pid %d)", m.point, t.pid))
+			case m.dev == home.dev && pathWithin(m.root, slot):
+				points = append(points, fmt.Sprintf("%s, showing %s (in the mount namespace of pid %d)", m.point, path.Join(dir, strings.TrimPrefix(m.root, slot)), t.pid))
+			}
+		}
+	}
+	return points
 }
 
 // readMountPoints returns the mount points /proc/self/mountinfo lists, or

@@ -24,6 +24,7 @@ import (
 //	(*swarmDir).holdsNoFiles(l *entryLock, name string) (bool, error)
 //	(*swarmDir).removeStaleProbe(name string) error
 //	(*pruneGuard).check(sw *swarmDir, l *entryLock, name string) error
+//	(*pruneGuard).recheck(sw *swarmDir, l *entryLock, name string) error
 //	(*pruneGuard).users(sw *swarmDir, name string) ([]Process, error)
 
 // PruneDead removes the directory tree of every dead slot (see DeadSlots)
@@ -191,6 +192,9 @@ func (sw *swarmDir) prune(slot string, guard *pruneGuard) (bool, error) {
 		}
 		return false, err
 	}
+	if testHookChecked != nil {
+		testHookChecked(slot)
+	}
 	trash := trashName("")
 	if err := sw.renameEntry(slot, trash); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -201,18 +205,30 @@ func (sw *swarmDir) prune(slot string, guard *pruneGuard) (bool, error) {
 	if !lock.is(sw, trash) || !sw.classify(trash, &ps).State.Dead() {
 		return false, sw.restore(trash, slot)
 	}
+	if err := guard.recheck(sw, lock, trash); err != nil {
+		return false, sw.putBack(trash, slot, err)
+	}
 	if err := sw.removeLocked(lock, trash); err != nil {
 		if errors.Is(err, ErrInUse) {
-			// Found in use only once detached, before anything went: it
-			// goes back to its name, as the guards would have kept it.
-			if rerr := sw.restoreEntry(trash, slot); rerr != nil {
-				return false, fmt.Errorf("%w; and it could not be put back, so its tree is kept at %s: %v", err, sw.entryPath(trash), rerr)
-			}
-			return false, err
+			return false, sw.putBack(trash, slot, err)
 		}
 		return false, fmt.Errorf("remove detached tree %s (the next PruneDead retries): %w", sw.entryPath(trash), err)
 	}
 	return true, nil
+}
+
+// testHookChecked, when set by a test, is called with a slot's name once
+// the guards have let it go and before it is detached.
+var testHookChecked func(slot string)
+
+// putBack renames a detached tree that a guard refused only once it was
+// detached back to its slot name, before anything of it is removed, and
+// returns the guard's error, why.
+func (sw *swarmDir) putBack(trash, slot string, why error) error {
+	if err := sw.restoreEntry(trash, slot); err != nil {
+		return fmt.Errorf("%w; and it could not be put back, so its tree is kept at %s: %v", why, sw.entryPath(trash), err)
+	}
+	return why
 }
 
 // restore puts back a slot that came back to life after it was detached,

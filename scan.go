@@ -198,7 +198,7 @@ func (sw *swarmDir) classifyAll(entries []dirEntry) (statuses []SlotStatus, tras
 // classify reaches the verdict on the entry of the swarm directory named
 // entry.
 func (sw *swarmDir) classify(entry string, ps *probeScope) SlotStatus {
-	pid, written, err := readPIDFile(sw, entry)
+	pid, written, _, err := readPIDFile(sw, entry)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return SlotStatus{Name: entry, State: NoPIDFile, Err: err}

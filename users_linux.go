@@ -113,6 +113,7 @@ type procUses struct {
 type pruneGuard struct {
 	mountsRead bool
 	mounts     []string
+	elsewhere  []namespaceMounts
 	procsRead  bool
 	snapshot   procSnapshot
 	// blind counts the slots let go while this user had processes the
@@ -149,6 +150,18 @@ var errCannotTell = errors.New("cannot tell whether a process uses it")
 // the way is an error wrapping ErrMountInside; a directory that cannot be
 // read, or a process whose files cannot be, an error wrapping
 // errCannotTell, returned with the users that were found.
+// recheck is check again, on the locked tree now detached at name, with
+// the mount table and /proc read anew: a process that began using the
+// slot after the call's first pass (a new leaf that has not written its
+// pid file yet) would otherwise go unseen for as long as the call takes.
+func (g *pruneGuard) recheck(sw *swarmDir, l *entryLock, name string) error {
+	g.mountsRead, g.procsRead = false, false
+	blind := g.blind
+	err := g.check(sw, l, name)
+	g.blind = blind // the slot was counted, if at all, by its first check
+	return err
+}
+
 func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, error) {
 	survey, err := surveyTree(fd, path)
 	switch {
