@@ -24,10 +24,8 @@ import (
 // With isLeaf, the process behind the pidfd is asked about once the pidfd
 // is open: its start time and owner are read from /proc and then, by a
 // null signal through the pidfd, shown to be those of the process still
-// behind it. One
-// that isLeaf rejects is a stranger holding a recycled pid: it is left
-// alone, and the leaf counts as gone.
-func kill(pid int, isLeaf func(candidate) bool) (bool, error) {
+// behind it. One isLeaf rejects is left alone (see judged).
+func kill(pid int, isLeaf func(candidate) error) (bool, error) {
 	fd, err := openPidfd(pid)
 	switch {
 	case errors.Is(err, syscall.ESRCH):
@@ -65,8 +63,10 @@ func kill(pid int, isLeaf func(candidate) bool) (bool, error) {
 		return true, nil // exited since: what was read may be another's
 	case why != nil:
 		return false, unidentifiedError(pid, why)
-	case !isLeaf(candidate{start, uid}):
-		return true, nil
+	default:
+		if err := isLeaf(candidate{start, uid}); err != nil {
+			return judged(pid, err)
+		}
 	}
 	return escalate(signal, func(limit time.Duration) bool { return waitReadable(pidfd, limit) }), nil
 }
@@ -86,7 +86,7 @@ func openPidfd(pid int) (uintptr, error) {
 // killUnchecked is killByPID after asking isLeaf, if given, about the
 // process's start time: without a pidfd the pid could be recycled between
 // the two.
-func killUnchecked(pid int, isLeaf func(candidate) bool) (bool, error) {
+func killUnchecked(pid int, isLeaf func(candidate) error) (bool, error) {
 	if isLeaf != nil {
 		var ps probeScope
 		gone, start, why := inspect(pid, &ps)
@@ -99,8 +99,9 @@ func killUnchecked(pid int, isLeaf func(candidate) bool) (bool, error) {
 			return true, nil
 		case why != nil:
 			return false, unidentifiedError(pid, why)
-		case !isLeaf(candidate{start, uid}):
-			return true, nil
+		}
+		if err := isLeaf(candidate{start, uid}); err != nil {
+			return judged(pid, err)
 		}
 	}
 	return killByPID(pid), nil

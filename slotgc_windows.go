@@ -123,9 +123,8 @@ func creationTime(h syscall.Handle) (time.Time, error) {
 // kill terminates the process through one handle opened at the start, so a
 // pid recycled meanwhile is never touched, and waits on that handle. With
 // isLeaf, the creation time of the process behind the handle is asked
-// about first; one isLeaf rejects is a stranger holding a recycled pid: it
-// is left alone, and the leaf counts as gone.
-func kill(pid int, isLeaf func(candidate) bool) (bool, error) {
+// about first; one isLeaf rejects is left alone (see judged).
+func kill(pid int, isLeaf func(candidate) error) (bool, error) {
 	h, err := syscall.OpenProcess(syscall.PROCESS_TERMINATE|syscall.SYNCHRONIZE|processQueryLimitedInformation, false, uint32(pid))
 	if err != nil {
 		return errors.Is(err, errorInvalidParameter), nil
@@ -139,8 +138,8 @@ func kill(pid int, isLeaf func(candidate) bool) (bool, error) {
 		if err != nil {
 			return false, unidentifiedError(pid, err)
 		}
-		if !isLeaf(candidate{start: start, uid: -1}) {
-			return true, nil
+		if err := isLeaf(candidate{start: start, uid: -1}); err != nil {
+			return judged(pid, err)
 		}
 	}
 	if err := syscall.TerminateProcess(h, 1); err != nil {
