@@ -17,10 +17,6 @@ func BenchmarkProcessPass(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer dir.Close()
-	dev, _, err := dirIdentity(int(dir.Fd()))
-	if err != nil {
-		b.Fatal(err)
-	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		b.Fatal(err)
@@ -32,7 +28,7 @@ func BenchmarkProcessPass(b *testing.B) {
 		}
 	}
 	for b.Loop() {
-		snapshotProcesses(dev)
+		readProcesses(&swarmDir{path: dir.Name(), f: dir, fd: dir.Fd()})
 	}
 	b.ReportMetric(float64(processes), "processes")
 }

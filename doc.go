@@ -6,8 +6,11 @@
 // mount or outside the swarm directory (but for the recovery entries it
 // made, once their retention has passed), never to remove a slot some
 // process is still working in (where the system lets that be seen), never
-// to remove a worktree it was asked to recover, and never to signal pid 0,
-// -1, 1 or the caller itself. It uses the standard library only.
+// to remove a worktree it was asked to recover, never to signal a process
+// it cannot show to be the slot's leaf (where the system gives process
+// handles), and never to signal pid 0, -1, 1 or the caller itself. Where it
+// cannot establish a fact, it takes the answer that loses nothing and says
+// why in the error. It uses the standard library only.
 //
 // # Layout
 //
@@ -53,8 +56,10 @@
 // https://github.com/giampaolo/psutil/issues/2526). So on Linux, before a
 // slot is called Reused, slotgc looks for evidence that needs no clock: a
 // process whose working or root directory is in the slot, or that holds a
-// file of the slot open (/proc/<pid>/cwd, root, fd), is the slot's user,
-// and the slot is Live. That evidence cannot be read for another user's
+// file of the slot open or mapped (read from /proc without asking the
+// slot's file system, for every thread where the main one has exited), is
+// the slot's user, and the slot is Live; so is one whose files cannot be
+// read for any reason but belonging to another user. That evidence cannot be read for another user's
 // process without privilege, or where /proc hides other processes: there
 // the time rule stands alone. Windows records a process's creation time in
 // wall time when it is created, as it does file times, so a later step
@@ -73,14 +78,26 @@
 // # Pruning
 //
 // PruneDead removes only garbage. It locks each slot before it touches it
-// (so concurrent calls never share one), checks it again, refuses a slot
-// that holds a mount point or that a process still uses (keeping it whole
-// at its name, with an error that says why), detaches it by an atomic
-// rename to a TrashPrefix name, checks it once more, and removes the tree
-// without following a symlink or crossing a mount, making the caller's own
-// read-only directories usable as it goes. A leftover TrashPrefix entry
-// whose pruner is gone is finished by the next call when it is surely
-// garbage. How much of this each system allows is in Systems.
+// (so concurrent calls never share one; a lock that fails for any reason
+// but another holder keeps the slot, since nothing then tells whether
+// another call works on it), checks it again, refuses a slot that holds a
+// mount point or that a process still uses (keeping it whole at its name,
+// with an error that says why), detaches it by an atomic rename to a
+// TrashPrefix name, checks it once more, and removes the tree without
+// following a symlink or crossing a mount, making the caller's own
+// read-only directories usable as it goes. The pid file goes last, and
+// only once everything else has gone, so a removal cut short leaves a tree
+// that still tells it is garbage.
+//
+// A TrashPrefix entry that no running call holds is judged by the rules
+// for slots, whatever its name says and whoever gave it: it is finished
+// when its pid file names a dead process, or when it holds no file at all,
+// only empty directories; anything else (a live pid, an unusable pid file,
+// files without a pid file, like a half-built slot renamed by hand) stays,
+// with an error. The file PruneDead makes to measure the swarm directory's
+// clock (a TrashPrefix name too) is held locked while it exists, and one
+// whose maker is gone is removed. How much of this each system allows is
+// in Systems.
 //
 // # Grace period and recovery
 //
@@ -155,19 +172,70 @@
 //     points come from /proc/self/mountinfo, and the removal walk refuses
 //     to cross a mount (openat2's RESOLVE_NO_XDEV; before Linux 5.6, a
 //     change of device or of the mount id in /proc/self/fdinfo; without
-//     /proc it refuses to descend at all). The processes using a slot
-//     come from one pass over /proc per call; another user's are seen only
-//     by root (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html),
-//     and a process that starts using a slot after the pass is not seen.
-//     Users answers from the same pass. Per-thread working directories
-//     are not looked at.
+//     /proc it refuses to descend at all). Mounts made in other mount
+//     namespaces (a container's) are found in their own tables, by where
+//     they sit on the swarm's file system: removing a directory another
+//     namespace mounts on would detach that mount there with all it
+//     shows. The processes using a slot come from one pass over /proc per
+//     call, and once the slot is detached, from a pass of its own, which
+//     puts the slot back if a process began using it meanwhile; another
+//     user's processes are seen only by root
+//     (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html). A
+//     process that opens a directory of a slot and later works through
+//     that descriptor alone is not counted: every pruner holds the trees
+//     it walks open so.
+//     Users answers from the same pass. A process counts as using a slot
+//     through its working or root directory, its open files and its
+//     mappings; a thread's own working directory or file table counts
+//     where the main thread has exited, not where a thread unshared them
+//     while the main thread lives. Whatever cannot be told keeps the
+//     slot: a directory of it the walk cannot read, a process whose files
+//     cannot be read for any reason but belonging to another user (or to
+//     a sandbox the caller runs in), a /proc that shows another pid
+//     namespace. This user's processes that /proc will not open (not
+//     dumpable, as ssh-agent and gpg-agent make themselves, or running a
+//     set-user-ID program) are the one exception: keeping every slot
+//     while an agent runs would stop collection for good on most
+//     desktops, and such daemons work in /, not in slots; PruneDead
+//     removes dead slots all the same and names those processes in its
+//     error, wrapping ErrUninspected. Root sees them all.
+//   - What can block, and for how long: no step of the pass over /proc
+//     asks a file system (an open file is told by its fdinfo, a working
+//     or root directory by the fdinfo of an O_PATH descriptor of it, a
+//     mapping by PROCMAP_QUERY or its maps line, a mount by the mount
+//     tables; only where fdinfo has no ino line is a file on the swarm's
+//     own file system stat'ed, with AT_STATX_DONT_SYNC), and a pid file
+//     or a tree is never opened across a mount, so a FUSE daemon that
+//     stopped or an NFS server that is gone hangs no call on a swarm
+//     elsewhere, whoever has files there. The pass may still wait on
+//     another process's memory-map lock (its maps) or a driver's lock (a
+//     device's fdinfo): it is given 10 seconds, past which every slot of
+//     the call is kept, with an error naming the pid being read. The
+//     swarm directory's own file system is asked throughout: if it stops
+//     answering, so does every call on that swarm, unbounded, as with
+//     any file tool. The locks that keep PruneDead calls apart are
+//     flock(2) locks, which Linux keeps for a directory itself even on
+//     NFS and FUSE: they keep apart the calls of one host only, so two
+//     hosts must not prune one shared swarm directory at once.
 //   - Kill and KillSlot signal through one pidfd opened at the start and
-//     wake on it the moment the process exits. Out of file descriptors
+//     wake on it the moment the process exits. KillSlot reads the start
+//     time and the owner of the process behind the pidfd from /proc, and
+//     signals only a process that started before its pid file was written
+//     and runs as the file's owner, or one that uses the slot: a pid file
+//     another user planted, naming a process of yours, gets nothing
+//     signalled. Where it cannot read them (a foreign /proc, hidepid, a
+//     process gone meanwhile) it signals nothing, and its error wraps
+//     ErrUnidentified. Out of file descriptors
 //     they wait up to 2 seconds for one, then give up rather than signal
 //     the bare pid. Where pidfd_open is unavailable (before Linux 5.3, or
 //     a sandbox that forbids it) they signal the pid with kill(2) and poll
 //     with a backoff starting at 100µs, and a zombie is gone only once
 //     reaped.
+//   - A pid file is opened with openat2, refusing to cross a mount or
+//     follow a symlink on the way, so a slot that is itself a mount point
+//     (of a stalled FUSE or NFS file system, say) is never looked into: it
+//     reads as an unusable pid file, never collected. Before Linux 5.6 (no
+//     openat2) the open crosses the mount.
 //   - Before Linux 3.15, or on a file system that refuses
 //     RENAME_NOREPLACE, a slot restored after it came back to life could
 //     replace an empty directory made under its name in the moment
@@ -186,7 +254,8 @@
 // as alive until reaped, a reused pid goes unnoticed (the slot stays Live),
 // there is no guard against processes that use a slot (Users finds none),
 // and Kill and KillSlot signal the bare pid with kill(2) and poll, so a pid
-// recycled meanwhile could be signalled. Every step of PruneDead below the
+// recycled meanwhile could be signalled; with no start time, KillSlot
+// cannot refuse a stranger either. Every step of PruneDead below the
 // swarm directory resolves its path again, so a swarm directory swapped for
 // a symlink in the middle of a call can steer it; a mount point is told by
 // a change of device; a restore can replace an empty directory made under
@@ -200,7 +269,8 @@
 // alive. Start times are process creation times, recorded by the same wall
 // clock as file times, so a later clock step moves neither. Windows has
 // no SIGTERM: Kill terminates the process at once through one handle and
-// waits on it. A pid file is opened with FILE_FLAG_OPEN_REPARSE_POINT, so
+// waits on it; KillSlot reads the creation time through that handle and,
+// where it cannot, signals nothing (ErrUnidentified). A pid file is opened with FILE_FLAG_OPEN_REPARSE_POINT, so
 // a symlink or junction is never followed. A workspace whose .bones is a
 // file reads as one without a swarm directory, as Windows reports such a
 // path as not found. PruneDead resolves paths below the swarm directory
@@ -208,7 +278,10 @@
 // rename failing: a directory some process holds open (as its working
 // directory, or a file in it opened without FILE_SHARE_DELETE) cannot be
 // renamed (tried again for 200ms, as a scan holds a pid file open for a
-// moment), so such a slot fails with ErrInUse and stays whole. Junctions
+// moment), so such a slot fails with ErrInUse and stays whole; a refusal
+// is called in use only where the rights a rename needs are granted
+// (DELETE on the slot, adding a subdirectory to the swarm directory),
+// else it is the permission error it is. Junctions
 // and symlinks in a tree are removed as links, never followed. PruneDead
 // calls on one swarm directory take turns, holding a file there,
 // TrashPrefix+"lock", open with no sharing: Windows has no lock on a

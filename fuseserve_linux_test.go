@@ -1,5 +1,3 @@
-//go:build linux
-
 package slotgc
 
 import (
@@ -8,64 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"syscall"
 )
 
-// A FUSE file system small enough to serve from a helper child of the test
-// binary, spoken straight over /dev/fuse, so that a test can make a mount
-// whose server stops answering. The structures are those of the kernel's
-// include/uapi/linux/fuse.h, in the machine's byte order. Every reply says
-// its names and attributes may be cached for no time at all: so each stat,
-// and each path walk through the mount, goes to the server, and once the
-// server stops, every one of them waits.
-//
-// The tree: the root, a regular file fuseFileName holding fuseFileContent,
-// and an empty directory fuseSubName.
+// fuseLKFlock, in a lock request's lk_flags, says the lock is a flock(2)
+// one, not fcntl's.
+const fuseLKFlock = 1 << 0
 
+// INIT flags: the kernel hands POSIX (fcntl) and BSD (flock) locks of a
+// file to the server.
 const (
-	fuseFileName    = "f"
-	fuseSubName     = "sub"
-	fuseFileContent = "served by the slotgc test FUSE server\n"
-)
-
-// Node ids of the tree; the root's is fixed by the protocol.
-const (
-	fuseRootID = 1
-	fuseFileID = 2
-	fuseSubID  = 3
-)
-
-type fuseNode struct {
-	parent uint64
-	name   string
-	mode   uint32
-	data   string
-}
-
-var fuseNodes = map[uint64]fuseNode{
-	fuseRootID: {0, "", syscall.S_IFDIR | 0o755, ""},
-	fuseFileID: {fuseRootID, fuseFileName, syscall.S_IFREG | 0o644, fuseFileContent},
-	fuseSubID:  {fuseRootID, fuseSubName, syscall.S_IFDIR | 0o755, ""},
-}
-
-// Opcodes of the requests the server answers, or takes without an answer.
-const (
-	fuseLookup      = 1
-	fuseForget      = 2
-	fuseGetattr     = 3
-	fuseOpen        = 14
-	fuseRead        = 15
-	fuseStatfs      = 17
-	fuseRelease     = 18
-	fuseFlush       = 25
-	fuseInit        = 26
-	fuseOpendir     = 27
-	fuseReaddir     = 28
-	fuseReleasedir  = 29
-	fuseAccess      = 34
-	fuseInterrupt   = 36
-	fuseBatchForget = 42
+	fusePosixLocks = 1 << 1
+	fuseFlockLocks = 1 << 10
 )
 
 const (
@@ -95,10 +49,10 @@ func fuseMountData(fd int) string {
 // mount: no /dev/fuse, no permission, or no fuse file system type.
 var errFUSEUnavailable = errors.New("unavailable")
 
-// runFUSEServer mounts the file system on mountPoint and answers the kernel
-// until the connection ends (ENODEV: unmounted or aborted). ready is called
-// once INIT is answered, when the mount can be used.
-func runFUSEServer(mountPoint string, ready func()) error {
+// runFUSEServer mounts fsys on mountPoint and answers the kernel until the
+// connection ends (ENODEV: unmounted or aborted). ready is called once
+// INIT is answered, when the mount can be used.
+func runFUSEServer(mountPoint string, fsys *fuseFS, ready func()) error {
 	fd, err := syscall.Open("/dev/fuse", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("%w: open /dev/fuse: %w", errFUSEUnavailable, err)
@@ -127,7 +81,8 @@ func runFUSEServer(mountPoint string, ready func()) error {
 			return fmt.Errorf("read /dev/fuse: a request of %d bytes", n)
 		}
 		opcode := binary.NativeEndian.Uint32(buf[4:])
-		reply := fuseAnswer(buf[:n])
+		fsys.count(buf[:n])
+		reply := fsys.answer(buf[:n])
 		if reply == nil {
 			continue
 		}
@@ -143,21 +98,24 @@ func runFUSEServer(mountPoint string, ready func()) error {
 	}
 }
 
-// fuseAnswer returns the reply to one request, or nil for the requests
-// that take none.
-func fuseAnswer(req []byte) []byte {
+// answer returns the reply to one request, or nil for the requests that
+// take none.
+func (fsys *fuseFS) answer(req []byte) []byte {
 	ne := binary.NativeEndian
 	opcode := ne.Uint32(req[4:])
 	unique := ne.Uint64(req[8:])
 	id := ne.Uint64(req[16:])
 	body := req[fuseInHeaderSize:]
-	node, known := fuseNodes[id]
+	node, known := fsys.nodes[id]
 	if !known && opcode != fuseInit && opcode != fuseForget && opcode != fuseBatchForget && opcode != fuseInterrupt {
 		return fuseReply(unique, syscall.ENOENT, nil)
 	}
+	if slices.Contains(fuseChanges, fuseOpNames[opcode]) {
+		return fuseReply(unique, syscall.EROFS, nil)
+	}
 	switch opcode {
 	case fuseInit:
-		return fuseReply(unique, 0, fuseInitOut(body))
+		return fuseReply(unique, 0, fsys.initOut(body))
 	case fuseForget, fuseBatchForget:
 		// Nothing is counted, so nothing is forgotten.
 		return nil
@@ -167,9 +125,9 @@ func fuseAnswer(req []byte) []byte {
 		return nil
 	case fuseLookup:
 		name := cString(body)
-		for _, childID := range fuseChildren(id) {
-			if fuseNodes[childID].name == name {
-				return fuseReply(unique, 0, fuseEntryOut(childID))
+		for _, childID := range fsys.children(id) {
+			if fsys.nodes[childID].name == name {
+				return fuseReply(unique, 0, fsys.entryOut(childID))
 			}
 		}
 		return fuseReply(unique, syscall.ENOENT, nil)
@@ -177,10 +135,13 @@ func fuseAnswer(req []byte) []byte {
 		out := ne.AppendUint64(nil, 0) // attr_valid: 0 s, so no stat is answered from the cache
 		out = ne.AppendUint32(out, 0)  // attr_valid_nsec
 		out = ne.AppendUint32(out, 0)  // dummy
-		return fuseReply(unique, 0, appendFUSEAttr(out, id))
+		return fuseReply(unique, 0, fsys.appendAttr(out, id))
 	case fuseOpen, fuseOpendir:
 		if (opcode == fuseOpendir) != (node.mode&syscall.S_IFMT == syscall.S_IFDIR) {
 			return fuseReply(unique, syscall.EISDIR, nil)
+		}
+		if flags := ne.Uint32(body); flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+			return fuseReply(unique, syscall.EROFS, nil)
 		}
 		out := ne.AppendUint64(nil, 0) // fh
 		out = ne.AppendUint32(out, 0)  // open_flags
@@ -191,9 +152,21 @@ func fuseAnswer(req []byte) []byte {
 		data := node.data[min(offset, uint64(len(node.data))):]
 		return fuseReply(unique, 0, []byte(data[:min(size, uint64(len(data)))]))
 	case fuseReaddir:
-		return fuseReply(unique, 0, fuseDirents(id, ne.Uint64(body[8:]), int(ne.Uint32(body[16:]))))
+		return fuseReply(unique, 0, fsys.dirents(id, ne.Uint64(body[8:]), int(ne.Uint32(body[16:]))))
 	case fuseAccess, fuseFlush, fuseRelease, fuseReleasedir:
 		return fuseReply(unique, 0, nil)
+	case fuseGetlk:
+		// struct fuse_lk_out: no lock is in the way of the one asked
+		// about.
+		out := ne.AppendUint64(nil, 0)              // start
+		out = ne.AppendUint64(out, 0)               // end
+		out = ne.AppendUint32(out, syscall.F_UNLCK) // type
+		return fuseReply(unique, 0, ne.AppendUint32(out, 0))
+	case fuseSetlk, fuseSetlkw:
+		if fsys.lockErr != 0 {
+			return fuseReply(unique, fsys.lockErr, nil)
+		}
+		return fuseReply(unique, syscall.ENOSYS, nil)
 	case fuseStatfs:
 		var out []byte
 		for range 5 { // blocks, bfree, bavail, files, ffree
@@ -218,15 +191,20 @@ func fuseReply(unique uint64, errno syscall.Errno, body []byte) []byte {
 	return append(out, body...)
 }
 
-// fuseInitOut answers the kernel's INIT: the same major version, the older
-// minor, no optional features.
-func fuseInitOut(in []byte) []byte {
+// initOut answers the kernel's INIT: the same major version, the older
+// minor, and no optional features but the lock ones, where the file
+// system refuses locks and the kernel offers them.
+func (fsys *fuseFS) initOut(in []byte) []byte {
 	ne := binary.NativeEndian
 	minor := min(ne.Uint32(in[4:]), fuseNewestMinor)
+	var flags uint32
+	if fsys.lockErr != 0 {
+		flags = ne.Uint32(in[12:]) & (fusePosixLocks | fuseFlockLocks)
+	}
 	out := ne.AppendUint32(nil, fuseMajor)
 	out = ne.AppendUint32(out, minor)
 	out = ne.AppendUint32(out, ne.Uint32(in[8:])) // max_readahead, as offered
-	out = ne.AppendUint32(out, 0)                 // flags
+	out = ne.AppendUint32(out, flags)             // flags
 	out = ne.AppendUint16(out, 0)                 // max_background
 	out = ne.AppendUint16(out, 0)                 // congestion_threshold
 	out = ne.AppendUint32(out, fuseMaxWrite)
@@ -237,8 +215,8 @@ func fuseInitOut(in []byte) []byte {
 	return append(out, make([]byte, 7*4)...)
 }
 
-// fuseEntryOut answers a LOOKUP that found id.
-func fuseEntryOut(id uint64) []byte {
+// entryOut answers a LOOKUP that found id.
+func (fsys *fuseFS) entryOut(id uint64) []byte {
 	ne := binary.NativeEndian
 	out := ne.AppendUint64(nil, id)
 	out = ne.AppendUint64(out, 1) // generation
@@ -246,13 +224,13 @@ func fuseEntryOut(id uint64) []byte {
 	out = ne.AppendUint64(out, 0) // attr_valid
 	out = ne.AppendUint32(out, 0) // entry_valid_nsec
 	out = ne.AppendUint32(out, 0) // attr_valid_nsec
-	return appendFUSEAttr(out, id)
+	return fsys.appendAttr(out, id)
 }
 
-// appendFUSEAttr appends struct fuse_attr for node id, owned by root.
-func appendFUSEAttr(out []byte, id uint64) []byte {
+// appendAttr appends struct fuse_attr for node id, owned by root.
+func (fsys *fuseFS) appendAttr(out []byte, id uint64) []byte {
 	ne := binary.NativeEndian
-	node := fuseNodes[id]
+	node := fsys.nodes[id]
 	nlink := uint32(1)
 	if node.mode&syscall.S_IFMT == syscall.S_IFDIR {
 		nlink = 2
@@ -261,10 +239,10 @@ func appendFUSEAttr(out []byte, id uint64) []byte {
 	out = ne.AppendUint64(out, uint64(len(node.data))) // size
 	out = ne.AppendUint64(out, 0)                      // blocks
 	for range 3 {                                      // atime, mtime, ctime
-		out = ne.AppendUint64(out, 0)
+		out = ne.AppendUint64(out, uint64(fsys.time.Unix()))
 	}
 	for range 3 { // their nanoseconds
-		out = ne.AppendUint32(out, 0)
+		out = ne.AppendUint32(out, uint32(fsys.time.Nanosecond()))
 	}
 	out = ne.AppendUint32(out, node.mode)
 	out = ne.AppendUint32(out, nlink)
@@ -275,31 +253,19 @@ func appendFUSEAttr(out []byte, id uint64) []byte {
 	return ne.AppendUint32(out, 0)   // flags
 }
 
-// fuseChildren returns the ids of the directory id's entries, in order.
-func fuseChildren(id uint64) []uint64 {
-	var ids []uint64
-	for childID, n := range fuseNodes {
-		if n.parent == id && childID != fuseRootID {
-			ids = append(ids, childID)
-		}
-	}
-	slices.Sort(ids)
-	return ids
-}
-
-// fuseDirents answers a READDIR of directory id from entry offset on, in
-// at most size bytes. Each entry's offset field is where the next read
+// dirents answers a READDIR of directory id from entry offset on, in at
+// most size bytes. Each entry's offset field is where the next read
 // resumes.
-func fuseDirents(id, offset uint64, size int) []byte {
+func (fsys *fuseFS) dirents(id, offset uint64, size int) []byte {
 	ne := binary.NativeEndian
 	type entry struct {
 		ino  uint64
 		name string
 		mode uint32
 	}
-	entries := []entry{{id, ".", syscall.S_IFDIR}, {max(fuseNodes[id].parent, fuseRootID), "..", syscall.S_IFDIR}}
-	for _, childID := range fuseChildren(id) {
-		entries = append(entries, entry{childID, fuseNodes[childID].name, fuseNodes[childID].mode})
+	entries := []entry{{id, ".", syscall.S_IFDIR}, {max(fsys.nodes[id].parent, fuseRootID), "..", syscall.S_IFDIR}}
+	for _, childID := range fsys.children(id) {
+		entries = append(entries, entry{childID, fsys.nodes[childID].name, fsys.nodes[childID].mode})
 	}
 	var out []byte
 	for i := offset; i < uint64(len(entries)); i++ {
@@ -327,23 +293,47 @@ func cString(b []byte) string {
 	return string(b)
 }
 
-func init() {
-	// The fuse-serve helper mounts the test file system on the directory
-	// SLOTGC_TEST_ARG names, says "ready" once the kernel's INIT is
-	// answered, and serves until the connection ends or it is killed. The
-	// test stops it with SIGSTOP to make the mount hang.
-	if os.Getenv(helperEnv) == "fuse-serve" {
-		err := runFUSEServer(os.Getenv(helperArgEnv), func() { fmt.Println("ready") })
-		switch {
-		case err == nil:
-			os.Exit(0)
-		case errors.Is(err, errFUSEUnavailable):
-			// Said on stdout, where the test waits for "ready", so that
-			// it can skip rather than fail.
-			fmt.Println(err)
-		default:
-			fmt.Fprintln(os.Stderr, "fuse-serve:", err)
+// The fuse-serve helper mounts the test file system on the directory
+// SLOTGC_TEST_ARG names, says "ready" once the kernel's INIT is answered,
+// and serves until the connection ends or it is killed. The test stops it
+// with SIGSTOP to make the mount hang.
+//
+// The fuse-tree helper does the same with the tree its arguments give: an
+// errno to refuse every lock with (0: locks stay the kernel's), then pairs
+// of a file's path and its content. Both print a line of the requests
+// read so far (see reportRequests) on each SIGUSR1.
+var (
+	_ = registerHelper("fuse-serve", func() { serveFUSE("fuse-serve", fuseTestFS()) })
+	_ = registerHelper("fuse-tree", func() {
+		fsys, err := fuseTreeFSFromArgs(os.Args[2:])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fuse-tree:", err)
+			os.Exit(2)
 		}
-		os.Exit(2)
+		serveFUSE("fuse-tree", fsys)
+	})
+)
+
+// serveFUSE is the fuse-serve and fuse-tree helpers' work once fsys is
+// made; it exits when the connection ends.
+func serveFUSE(mode string, fsys *fuseFS) {
+	report := make(chan os.Signal, 1)
+	signal.Notify(report, syscall.SIGUSR1)
+	go func() {
+		for range report {
+			fsys.reportRequests(os.Stdout)
+		}
+	}()
+	err := runFUSEServer(os.Getenv(helperArgEnv), fsys, func() { fmt.Println("ready") })
+	switch {
+	case err == nil:
+		os.Exit(0)
+	case errors.Is(err, errFUSEUnavailable):
+		// Said on stdout, where the test waits for "ready", so that it
+		// can skip rather than fail.
+		fmt.Println(err)
+	default:
+		fmt.Fprintf(os.Stderr, "%s: %v\n", mode, err)
 	}
+	os.Exit(2)
 }

@@ -1,5 +1,3 @@
-//go:build linux
-
 package slotgc
 
 import (
@@ -10,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -25,20 +24,56 @@ import (
 // milliseconds; a race-enabled child starts in well under a second.
 const callDeadline = 10 * time.Second
 
-func init() {
-	// The fuse-call helper runs the slotgc call its arguments name on the
-	// workspace after it (and, for Users, the slots after that), and
-	// prints the result as a fuseCallResult.
-	if os.Getenv(helperEnv) == "fuse-call" {
-		os.Exit(runFUSECall(os.Args[2], os.Args[3], os.Args[4:]))
-	}
-}
+// The fuse-call helper runs the slotgc call its arguments name on the
+// workspace after it (and, for Users, the slots after that), and
+// prints the result as a fuseCallResult.
+var _ = registerHelper("fuse-call", func() {
+	os.Exit(runFUSECall(os.Args[2], os.Args[3], os.Args[4:]))
+})
 
 // fuseCallResult is what a fuse-call helper prints: the call's result as
-// fmt prints it, and its error.
+// fmt prints it, and its error, whole and (Errs) one by one.
 type fuseCallResult struct {
-	Got string
-	Err string
+	Got  string
+	Err  string
+	Errs []fuseCallError
+}
+
+// fuseCallError is one of the errors a call's error joins (errors.Join),
+// or the call's error alone, as far as a test needs to see it.
+type fuseCallError struct {
+	Msg string
+	// SlotError says whether the error is a *SlotError, and Slot is then
+	// its entry's name.
+	SlotError bool
+	Slot      string
+	// Errno is the errno errors.As finds in the error, 0 for none; so
+	// errors.Is(error, Errno) holds.
+	Errno int
+}
+
+// callErrors returns the errors err joins, or err alone, as the
+// fuse-call helper reports them.
+func callErrors(err error) []fuseCallError {
+	if err == nil {
+		return nil
+	}
+	errs := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = joined.Unwrap()
+	}
+	out := make([]fuseCallError, len(errs))
+	for i, e := range errs {
+		out[i].Msg = e.Error()
+		if se, ok := e.(*SlotError); ok {
+			out[i].SlotError, out[i].Slot = true, se.Slot
+		}
+		var errno syscall.Errno
+		if errors.As(e, &errno) {
+			out[i].Errno = int(errno)
+		}
+	}
+	return out
 }
 
 func runFUSECall(call, ws string, slots []string) int {
@@ -61,7 +96,7 @@ func runFUSECall(call, ws string, slots []string) int {
 		fmt.Fprintln(os.Stderr, "unknown call", call)
 		return 2
 	}
-	r := fuseCallResult{Got: fmt.Sprint(got)}
+	r := fuseCallResult{Got: fmt.Sprint(got), Errs: callErrors(err)}
 	if err != nil {
 		r.Err = err.Error()
 	}
@@ -152,6 +187,29 @@ func (m *fuseMount) runWithin(t *testing.T, cases []stallCase) {
 			}
 		})
 	}
+}
+
+// call runs a slotgc call on ws in a fuse-call child and returns its
+// result. A call with no answer within callDeadline is killed, and fails
+// the test naming where it waited.
+func (m *fuseMount) call(call, ws string) fuseCallResult {
+	t := m.t
+	t.Helper()
+	c := m.spawn("fuse-call", "", call, ws)
+	line, err := c.line(callDeadline)
+	if errors.Is(err, errNoLine) {
+		waits := waitsIn(c.pid())
+		c.cmd.Process.Kill()
+		t.Fatalf("%s(ws) did not return within %v and was killed; it waited in %s", call, callDeadline, waits)
+	}
+	var r fuseCallResult
+	if err == nil {
+		err = json.Unmarshal([]byte(line), &r)
+	}
+	if err != nil {
+		t.Fatalf("%s(ws): %v (output %q)", call, err, line)
+	}
+	return r
 }
 
 // swarmNames lists the swarm directory's entries by name alone: an entry

@@ -12,7 +12,15 @@ import (
 // slotgc_windows.go), and asks after one with the scan's inspect (see
 // scan.go):
 //
-//	kill(pid int, isLeaf func(start time.Time) bool) (gone bool, err error)
+//	kill(pid int, isLeaf func(candidate) error) (gone bool, err error)
+
+// candidate is what a system tells of the process behind a handle, for
+// KillSlot to decide whether it is a slot's leaf: when it started and
+// whose it is (its effective uid; -1 where uids are not asked, Windows).
+type candidate struct {
+	start time.Time
+	uid   int
+}
 
 // killSettle is how long Kill waits for a forced exit to show.
 const killSettle = 1 * time.Second
@@ -94,9 +102,14 @@ func Kill(pid int) bool {
 // (an error if that fails, or if the file no longer names s.PID: the slot
 // has a new leaf, which is not signalled), opens a handle to the process,
 // and only then checks, on the process behind the handle, that it is the
-// leaf: it started no later than 5 seconds after the pid file was last
-// written, or it uses the slot. A stranger that took the pid is never
-// signalled, and the leaf counts as gone. The refusals of Kill (pids 0, -1,
+// leaf: it could have written the pid file — it started no later than 5
+// seconds after the file was last written and, where the system tells
+// uids, runs as the uid that owns the file — or it uses the slot. So a
+// pid file that someone else wrote, in a swarm directory others may write,
+// naming a process of yours gets nothing signalled. A stranger that took the pid is never
+// signalled: where it started after the pid file was written, the leaf
+// counts as gone; where it only runs as another user, KillSlot cannot tell
+// and says so (ErrUnidentified). The refusals of Kill (pids 0, -1,
 // 1, the caller) hold here too. An error is a *SlotError.
 //
 // Systems without process handles or start times signal the pid as Kill
@@ -112,21 +125,34 @@ func KillSlot(workspaceDir string, s Slot) (bool, error) {
 	}
 	sw := &swarmDir{path: path, f: f, fd: f.Fd()}
 	defer sw.close()
-	pid, written, err := readPIDFile(sw, s.Name)
+	pid, written, owner, err := readPIDFile(sw, s.Name)
 	switch {
 	case err != nil:
 		return false, sw.slotError(opStop, s.Name, err)
 	case pid != s.PID:
 		return false, sw.slotError(opStop, s.Name, fmt.Errorf("%w: it names pid %d, not %d", ErrPIDFileChanged, pid, s.PID))
 	}
-	gone, err := kill(pid, func(start time.Time) bool {
-		return !reused(start, written) || sw.usesEntry(s.Name, pid)
+	gone, err := kill(pid, func(c candidate) error {
+		switch {
+		case !reused(c.start, written) && (c.uid < 0 || owner < 0 || c.uid == owner):
+			return nil
+		case sw.usesEntry(s.Name, pid):
+			return nil
+		case reused(c.start, written):
+			return errRecycled
+		}
+		return fmt.Errorf("it runs as uid %d and the pid file is uid %d's", c.uid, owner)
 	})
 	if err != nil {
 		return false, sw.slotError(opStop, s.Name, err)
 	}
 	return gone, nil
 }
+
+// errRecycled is KillSlot's judgement of a process that started after the
+// slot's pid file was last written and does not use the slot: the leaf is
+// gone, and its pid went to a stranger.
+var errRecycled = errors.New("the pid was recycled")
 
 // ErrUnidentified is KillSlot's cause when it cannot establish that the
 // process behind the slot's pid is the leaf — its start time cannot be

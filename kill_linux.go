@@ -22,11 +22,10 @@ import (
 // seccomp), kill falls back to the bare pid.
 //
 // With isLeaf, the process behind the pidfd is asked about once the pidfd
-// is open: its start time is read from /proc and then, by a null signal
-// through the pidfd, shown to be that of the process still behind it. One
-// that isLeaf rejects is a stranger holding a recycled pid: it is left
-// alone, and the leaf counts as gone.
-func kill(pid int, isLeaf func(start time.Time) bool) (bool, error) {
+// is open: its start time and owner are read from /proc and then, by a
+// null signal through the pidfd, shown to be those of the process still
+// behind it. One isLeaf rejects is left alone (see judged).
+func kill(pid int, isLeaf func(candidate) error) (bool, error) {
 	fd, err := openPidfd(pid)
 	switch {
 	case errors.Is(err, syscall.ESRCH):
@@ -52,16 +51,22 @@ func kill(pid int, isLeaf func(start time.Time) bool) (bool, error) {
 		ps = new(probeScope)
 	}
 	gone, start, why := inspect(pid, ps)
+	var uid int
+	if isLeaf != nil && why == nil {
+		uid, why = processOwner(pid)
+	}
 	switch {
 	case gone:
 		return true, nil
 	case isLeaf == nil:
 	case errors.Is(signal(0), syscall.ESRCH):
-		return true, nil // exited since: the start time read may be another's
+		return true, nil // exited since: what was read may be another's
 	case why != nil:
 		return false, unidentifiedError(pid, why)
-	case !isLeaf(start):
-		return true, nil
+	default:
+		if err := isLeaf(candidate{start, uid}); err != nil {
+			return judged(pid, err)
+		}
 	}
 	return escalate(signal, func(limit time.Duration) bool { return waitReadable(pidfd, limit) }), nil
 }
@@ -81,17 +86,22 @@ func openPidfd(pid int) (uintptr, error) {
 // killUnchecked is killByPID after asking isLeaf, if given, about the
 // process's start time: without a pidfd the pid could be recycled between
 // the two.
-func killUnchecked(pid int, isLeaf func(start time.Time) bool) (bool, error) {
+func killUnchecked(pid int, isLeaf func(candidate) error) (bool, error) {
 	if isLeaf != nil {
 		var ps probeScope
 		gone, start, why := inspect(pid, &ps)
+		var uid int
+		if why == nil {
+			uid, why = processOwner(pid)
+		}
 		switch {
 		case gone:
 			return true, nil
 		case why != nil:
 			return false, unidentifiedError(pid, why)
-		case !isLeaf(start):
-			return true, nil
+		}
+		if err := isLeaf(candidate{start, uid}); err != nil {
+			return judged(pid, err)
 		}
 	}
 	return killByPID(pid), nil

@@ -13,11 +13,12 @@ import (
 // its directory), so PruneDead calls work side by side.
 func (sw *swarmDir) lockForPrune() (unlock func(), err error) { return func() {}, nil }
 
-// lockError is the error for a failure to lock the directory at path: one
-// held elsewhere is errBusy; any other failure (ENOLCK, EOPNOTSUPP, or
-// EBADF from NFS, which locks only descriptors opened for writing, and a
-// directory cannot be) leaves no way to tell whether another PruneDead
-// works on it, so the entry is kept and the error says why.
+// lockError is the error for a failure to lock the entry at path: one held
+// elsewhere is errBusy; any other failure (ENOLCK, EOPNOTSUPP, a security
+// module's refusal, or EBADF from a network file system that locks only
+// files opened for writing, as NFS does for the clock probe) leaves no way
+// to tell whether another PruneDead works on it, so the entry is kept and
+// the error says why.
 func lockError(path string, err error) error {
 	if errors.Is(err, errBusy) {
 		return err

@@ -227,10 +227,11 @@ func notRecoverable(recovery string, err error) error {
 // With Keep set, the recovery entries an earlier prune made more than Keep
 // ago are removed at the end (see Recoveries); a failure there is in the
 // error as a *SlotError whose Op is "expire". A slot kept by a failure,
-// or a detached tree left in place, is in the error as with PruneDead. An
-// error holding no *SlotError means nothing was done: the options are
-// negative or the swarm directory could not be read. A missing swarm
-// directory yields an empty report and no error.
+// or a detached tree left in place, is in the error as with PruneDead, and
+// so are the processes that could not be looked into (ErrUninspected).
+// Any other error holding no *SlotError means nothing was done: the
+// options are negative or the swarm directory could not be read. A
+// missing swarm directory yields an empty report and no error.
 func Prune(workspaceDir string, opts PruneOptions) (PruneReport, error) {
 	return prune(workspaceDir, opts, true)
 }
@@ -323,6 +324,7 @@ func prune(workspaceDir string, opts PruneOptions, measure bool) (PruneReport, e
 			}
 		}
 	}
+	errs = append(errs, guard.uninspectedError())
 	report.Detached = run.detached
 	if opts.Keep > 0 {
 		expired, err := run.expire()
@@ -484,6 +486,12 @@ func (t *taking) take(sw *swarmDir, l *entryLock, slot, trash string) error {
 		}
 	}
 	if err := sw.removeLocked(l, trash); err != nil {
+		if errors.Is(err, ErrInUse) {
+			// A process came to use what is left of the slot: what is
+			// left goes back to its name (its worktree, if recovered,
+			// stays recovered).
+			return sw.putBack(trash, slot, err)
+		}
 		return fmt.Errorf("remove detached tree %s (the next PruneDead retries): %w", sw.entryPath(trash), err)
 	}
 	if t.out.Action == 0 {

@@ -9,7 +9,7 @@ import (
 // Each system reads a pid file its own way (slotgc_unix.go,
 // slotgc_windows.go) and leaves the rules to this file:
 //
-//	readPIDFile(sw *swarmDir, entry string) (pid int, written time.Time, err error)
+//	readPIDFile(sw *swarmDir, entry string) (pid int, written time.Time, owner int, err error)
 
 // maxPIDFileSize bounds what is read from a pid file. A pid needs at most
 // ten digits; the rest leaves room for whitespace around them.

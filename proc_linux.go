@@ -63,6 +63,19 @@ func inspectExisting(pid int, ps *probeScope) (gone bool, start time.Time, why e
 	return false, boot.Add(time.Duration(st.startTicks) * (time.Second / userHZ)), nil
 }
 
+// processOwner returns the effective uid of process pid: /proc/<pid> is
+// owned by it (https://man7.org/linux/man-pages/man5/proc_pid.5.html),
+// unless the process is not dumpable, when /proc shows root, and a leaf
+// that is not root then reads as not its pid file's writer: it is not
+// signalled.
+func processOwner(pid int) (int, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/"+strconv.Itoa(pid), &st); err != nil {
+		return -1, err
+	}
+	return int(st.Uid), nil
+}
+
 var (
 	errForeignProc = errors.New("/proc shows another pid namespace than this process's")
 	errNoBootTime  = errors.New("the boot time cannot be read")
@@ -140,8 +153,9 @@ func parseProcStat(line []byte) (procStat, error) {
 		var ok bool
 		switch field {
 		case 3:
-			ok = len(value) == 1
-			st.state = value[0]
+			if ok = len(value) == 1; ok {
+				st.state = value[0]
+			}
 		case 20:
 			var threads uint64
 			threads, ok = parseDecimal(value)

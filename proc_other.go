@@ -17,4 +17,4 @@ func inspectExisting(int, *probeScope) (gone bool, start time.Time, why error) {
 
 // kill has no process handle to signal through here, and no start time to
 // give isLeaf; see killByPID.
-func kill(pid int, _ func(start time.Time) bool) (bool, error) { return killByPID(pid), nil }
+func kill(pid int, _ func(candidate) error) (bool, error) { return killByPID(pid), nil }

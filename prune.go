@@ -24,6 +24,7 @@ import (
 //	(*swarmDir).holdsNoFiles(l *entryLock, name string) (bool, error)
 //	(*swarmDir).removeStaleProbe(name string) error
 //	(*pruneGuard).check(sw *swarmDir, l *entryLock, name string) error
+//	(*pruneGuard).recheck(sw *swarmDir, l *entryLock, name string) error
 //	(*pruneGuard).users(sw *swarmDir, name string) ([]Process, error)
 
 // PruneDead removes the directory tree of every dead slot (see DeadSlots)
@@ -67,9 +68,11 @@ import (
 // A failure on one slot does not stop the others: err joins one *SlotError
 // per failed slot (or trash entry), which names it and wraps the cause, so
 // errors.Is(err, fs.ErrPermission) works; the names removed are returned
-// with it. An error that holds no *SlotError means the swarm directory
-// itself could not be read, or the environment's options do not parse. A
-// missing swarm directory yields nil, nil.
+// with it. Processes of the caller's own user that could not be looked
+// into are named in an error wrapping ErrUninspected (see the package doc,
+// Systems). Any other error that holds no *SlotError means the swarm
+// directory itself could not be read, or the environment's options do not
+// parse. A missing swarm directory yields nil, nil.
 //
 // PruneDead is Prune with the options the environment sets (see
 // PruneOptionsFromEnv): with IdleEnv (SLOTGC_IDLE) and KeepEnv
@@ -90,8 +93,10 @@ func PruneDead(workspaceDir string) ([]string, error) {
 // it open), the way PruneDead finds them before it removes a slot; a slot
 // no process uses has no key. On a system that gives no view of the files
 // a process uses, Users finds none (see the package doc, Systems). A slot
-// that cannot be opened, or holds a mount point, makes a *SlotError naming
-// it; the others are still answered.
+// that cannot be opened or looked through, or holds a mount point, makes a
+// *SlotError naming it; the others are still answered. Processes of the
+// caller's own user that could not be looked into are named in an error
+// wrapping ErrUninspected.
 func Users(workspaceDir string, slots ...string) (map[string][]Process, error) {
 	sw, err := openSwarmDir(SwarmPath(workspaceDir))
 	if sw == nil {
@@ -110,6 +115,7 @@ func Users(workspaceDir string, slots ...string) (map[string][]Process, error) {
 			users[slot] = found
 		}
 	}
+	errs = append(errs, guard.uninspectedError())
 	return users, errors.Join(errs...)
 }
 
@@ -159,6 +165,9 @@ func (sw *swarmDir) prune(slot string, guard *pruneGuard, t *taking) (bool, erro
 	if done, err := t.judge(sw, lock, slot); done || err != nil {
 		return false, err
 	}
+	if testHookChecked != nil {
+		testHookChecked(slot)
+	}
 	trash := t.trashName()
 	if err := sw.renameEntry(slot, trash); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -169,10 +178,27 @@ func (sw *swarmDir) prune(slot string, guard *pruneGuard, t *taking) (bool, erro
 	if !lock.is(sw, trash) || !sw.classify(trash, &ps).State.Dead() {
 		return false, sw.restore(trash, slot)
 	}
+	if err := guard.recheck(sw, lock, trash); err != nil {
+		return false, sw.putBack(trash, slot, err)
+	}
 	if err := t.take(sw, lock, slot, trash); err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// testHookChecked, when set by a test, is called with a slot's name once
+// the guards have let it go and before it is detached.
+var testHookChecked func(slot string)
+
+// putBack renames a detached tree that a guard refused only once it was
+// detached back to its slot name, before anything of it is removed, and
+// returns the guard's error, why.
+func (sw *swarmDir) putBack(trash, slot string, why error) error {
+	if err := sw.restoreEntry(trash, slot); err != nil {
+		return fmt.Errorf("%w; and it could not be put back, so its tree is kept at %s: %v", why, sw.entryPath(trash), err)
+	}
+	return why
 }
 
 // restore puts back a slot that came back to life after it was detached,

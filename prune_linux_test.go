@@ -1,14 +1,10 @@
-//go:build linux
-
 package slotgc
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,32 +15,76 @@ import (
 	"unsafe"
 )
 
-// mount mounts source on target (a tmpfs when fstype is "tmpfs", a bind
-// mount when it is ""), checks that /proc/self/mountinfo lists it, and
-// unmounts it when the test ends. Where mounting is forbidden the test is
-// skipped, unless SLOTGC_TEST_REQUIRE_ROOT=1 forbids skipping.
-func mount(t *testing.T, source, target, fstype string) {
-	t.Helper()
-	flags := uintptr(0)
-	if fstype == "" {
-		flags = syscall.MS_BIND
+// The ns-work helper, started in a mount namespace of its own, mounts a
+// tmpfs on SLOTGC_TEST_ARG's first path, binds the workspace (the
+// second) inside it, and works in the third (the three split by newlines), relative to the workspace,
+// through that bind mount: a path that means nothing outside.
+var _ = registerHelper("ns-work", func() {
+	args := strings.Split(os.Getenv(helperArgEnv), "\n")
+	alt := filepath.Join(args[0], "ws")
+	err := syscall.Mount("tmpfs", args[0], "tmpfs", 0, "")
+	if err == nil {
+		err = os.Mkdir(alt, 0o755)
 	}
-	if err := syscall.Mount(source, target, fstype, flags, ""); err != nil {
-		if os.Getenv(requireRootEnv) == "1" {
-			t.Fatalf("mount %s on %s: %v, and %s=1 forbids skipping", source, target, err, requireRootEnv)
+	if err == nil {
+		err = syscall.Mount(args[1], alt, "", syscall.MS_BIND, "")
+	}
+	if err == nil {
+		err = os.Chdir(filepath.Join(alt, args[2]))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ns-work:", err)
+		os.Exit(2)
+	}
+	fmt.Println("ready")
+	time.Sleep(childLifetime)
+	os.Exit(0)
+})
+
+// The detach helper does the first half of a prune of the slot named
+// by SLOTGC_TEST_ARG in the swarm directory of the working directory:
+// it locks the slot and renames it to a trash name holding its own pid,
+// says "ready" and waits to be killed, a pruner that crashes midway.
+var _ = registerHelper("detach", func() {
+	sw, _, err := openSwarm(SwarmDir)
+	var lock *entryLock
+	if err == nil {
+		lock, err = sw.lockEntry(os.Getenv(helperArgEnv))
+	}
+	if err == nil {
+		err = sw.renameEntry(os.Getenv(helperArgEnv), TrashPrefix+strconv.Itoa(os.Getpid())+".crashed")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "detach:", err)
+		os.Exit(2)
+	}
+	fmt.Println("ready")
+	time.Sleep(childLifetime)
+	lock.release()
+	os.Exit(0)
+})
+
+// The swap helper swaps the swarm directory (SLOTGC_TEST_ARG's first
+// path) for a symlink to another directory (the second) and back, over
+// and over, saying "ready" after the first swap, until killed.
+var _ = registerHelper("swap", func() {
+	args := strings.Split(os.Getenv(helperArgEnv), "\n")
+	swarm, outside := args[0], args[1]
+	for i := 0; ; i++ {
+		os.Rename(swarm, swarm+".real")
+		os.Symlink(outside, swarm)
+		if i == 0 {
+			fmt.Println("ready")
 		}
-		t.Skipf("mounting is forbidden here: mount %s on %s: %v", source, target, err)
+		time.Sleep(swapPause)
+		os.Remove(swarm)
+		os.Rename(swarm+".real", swarm)
+		time.Sleep(swapPause)
 	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(target, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", target, err)
-		}
-	})
-	points := readMountPoints()
-	if !slices.Contains(points, target) {
-		t.Fatalf("setup: %s is not in /proc/self/mountinfo after mounting it", target)
-	}
-}
+})
+
+// swapPause is how long the swap helper leaves each of the two in place.
+const swapPause = 50 * time.Microsecond
 
 // TestPruneKeepsMounts puts a bind mount and a tmpfs inside a dead slot's
 // worktree: PruneDead must delete nothing on either and keep the slot whole
@@ -127,16 +167,6 @@ func TestRemovalWalkStopsAtMounts(t *testing.T) {
 				t.Errorf("the removal walk deleted a file on the mount: %v", err)
 			}
 		})
-	}
-}
-
-// backdate sets a pid file's times an hour back: the same arithmetic as a
-// wall clock stepped an hour forward while the leaf ran.
-func backdate(t *testing.T, slotDir string) {
-	t.Helper()
-	old := time.Now().Add(-time.Hour)
-	if err := os.Chtimes(filepath.Join(slotDir, PIDFile), old, old); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -283,28 +313,6 @@ func TestPruneReadOnlyTree(t *testing.T) {
 	}
 }
 
-// nsLastPID is where root sets the last pid handed out in its pid
-// namespace: the next process started gets the one after it, if free.
-const nsLastPID = "/proc/sys/kernel/ns_last_pid"
-
-// startChildWithPID starts a sleep helper child with pid, retrying while
-// other processes that fork meanwhile take it first.
-func startChildWithPID(t *testing.T, pid int) *exec.Cmd {
-	t.Helper()
-	const tries = 50
-	for range tries {
-		if err := os.WriteFile(nsLastPID, []byte(strconv.Itoa(pid-1)), 0o644); err != nil {
-			t.Fatalf("setup: %v", err)
-		}
-		cmd := startChild(t, "sleep")
-		if cmd.Process.Pid == pid {
-			return cmd
-		}
-	}
-	t.Fatalf("setup: no child got pid %d in %d tries", pid, tries)
-	return nil
-}
-
 // TestLeftoverOfCrashedPruner has a pruner detach a slot and crash, then
 // gives its pid to another process: the next PruneDead must finish the
 // leftover all the same, and leave it alone while its pruner runs.
@@ -339,98 +347,6 @@ func TestLeftoverOfCrashedPruner(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(swarm); err != nil || len(entries) != 0 {
 		t.Errorf("swarm after PruneDead holds %v (%v), want nothing: the crashed pruner's leftover leaks", entries, err)
-	}
-}
-
-// TestScanInAnotherPidNamespace scans from a pid namespace of its own that
-// kept the /proc of the namespace it came from: there /proc/<pid> names
-// another process. A live leaf whose pid is, outside, a zombie's must read
-// live, not gone.
-func TestScanInAnotherPidNamespace(t *testing.T) {
-	needRoot(t)
-	ws := tempDir(t)
-	zombie := startChild(t, "exit").Process.Pid // not waited for until cleanup
-	waitProcStat(t, zombie, "a settled zombie", func(st procStat) bool { return st.state == 'Z' && st.threads == 1 })
-	cmd := helperCmd(t, testBinary(t), "pidns-scan")
-	cmd.Env = append(cmd.Env, helperArgEnv+"="+strconv.Itoa(zombie)+"\n"+ws)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("the scan in a new pid namespace failed: %v", err)
-	}
-	var state string
-	var innerPID int
-	var alive, stopped, unidentified, stillThere bool
-	if _, err := fmt.Sscan(string(out), &state, &innerPID, &alive, &stopped, &unidentified, &stillThere); err != nil {
-		t.Fatalf("the scan printed %q: %v", out, err)
-	}
-	if innerPID != zombie {
-		t.Fatalf("setup: the leaf got pid %d in its namespace, want %d, the zombie's outside", innerPID, zombie)
-	}
-	if state != Live.String() || !alive {
-		t.Errorf("Scan(ws) in the new pid namespace says %s (Alive %v) for a live leaf whose pid names a zombie outside, want live (true)", state, alive)
-	}
-	// /proc there describes the zombie, not the process behind the pid:
-	// nothing tells whether it is the leaf, so it must not be signalled.
-	if stopped || !unidentified || !stillThere {
-		t.Errorf("KillSlot in the new pid namespace = %v (ErrUnidentified %v), process still there %v; want false, ErrUnidentified, still there", stopped, unidentified, stillThere)
-	}
-}
-
-// TestKillSlotRecycledPID stops a slot whose leaf exited after LiveSlots
-// saw it, its pid since given to a stranger: KillSlot must not signal the
-// stranger, and reports the leaf gone.
-func TestKillSlotRecycledPID(t *testing.T) {
-	needRoot(t)
-	ws, swarm := workspace(t)
-	slot := addSlot(t, swarm, "leaf", noPIDFile)
-	mkdirs(t, filepath.Join(slot, "wt"))
-	cmd := helperCmd(t, testBinary(t), "sleep")
-	cmd.Dir = filepath.Join(slot, "wt")
-	leaf := startHelper(t, cmd, "sleep")
-	pid := leaf.Process.Pid
-	// Written an hour before the leaf started, by the clocks: only its
-	// working in the slot keeps it live, and a stranger cannot pass so.
-	writeFile(t, filepath.Join(slot, PIDFile), pidLine(pid))
-	backdate(t, slot)
-	if got, err := LiveSlots(ws); !slices.Equal(got, []Slot{{"leaf", pid}}) || err != nil {
-		t.Fatalf("setup: LiveSlots(ws) = %v, %v, want [{leaf %d}]", got, err, pid)
-	}
-
-	leaf.Process.Kill()
-	leaf.Wait()
-	stranger := startChildWithPID(t, pid)
-	if gone, err := KillSlot(ws, Slot{"leaf", pid}); !gone || err != nil {
-		t.Errorf("KillSlot(ws, {leaf %d}) = %v, %v, want true, nil: the leaf is gone", pid, gone, err)
-	}
-	if err := stranger.Process.Signal(syscall.Signal(0)); err != nil {
-		t.Fatalf("KillSlot signalled the stranger that took the leaf's pid: %v", err)
-	}
-	if st, err := readProcStat(pid); err != nil || st.state == 'Z' {
-		t.Errorf("the stranger with pid %d is dead: %+v, %v", pid, st, err)
-	}
-}
-
-// TestKillOutOfDescriptors calls Kill in a process that can open no more
-// file descriptors, so no pidfd: Kill must give up rather than signal the
-// bare pid, which might be recycled.
-func TestKillOutOfDescriptors(t *testing.T) {
-	target := startChild(t, "sleep")
-	cmd := helperCmd(t, testBinary(t), "call", "Kill", strconv.Itoa(target.Process.Pid))
-	cmd.Env = append(cmd.Env, exhaustFDsEnv+"=1", killGraceEnv+"="+shortKillGrace.String())
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("Kill out of descriptors: %v", err)
-	}
-	var r callResult
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("Kill out of descriptors printed %q: %v", out, err)
-	}
-	if r.Bool {
-		t.Errorf("Kill(%d) out of descriptors = true, want false: no pidfd could be had", target.Process.Pid)
-	}
-	if st, err := readProcStat(target.Process.Pid); err != nil || st.state == 'Z' {
-		t.Errorf("Kill out of descriptors signalled the bare pid: the target is %+v, %v", st, err)
 	}
 }
 

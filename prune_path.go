@@ -4,6 +4,7 @@ package slotgc
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -107,6 +108,9 @@ func (guard *pruneGuard) check(sw *swarmDir, _ *entryLock, name string) error {
 // leaves a tree whose pid file still tells that it is garbage.
 func (sw *swarmDir) removeLocked(l *entryLock, name string) error {
 	top := sw.entryPath(name)
+	if held := firstHeld(top); held != "" {
+		return fmt.Errorf("%w: %s is open", ErrInUse, held)
+	}
 	entries, err := os.ReadDir(top)
 	if err != nil {
 		return err
@@ -201,9 +205,8 @@ func (sw *swarmDir) fileClockOffset() (time.Duration, error) {
 	}
 	// Held until its name is gone, so no other PruneDead takes it for a
 	// crashed one's (see removeStaleProbe).
-	defer f.Close()
-	defer os.Remove(path)
-	lockFile(f)
+	holdProbe(f)
+	defer dropProbe(f, path)
 	if testHookClockProbe != nil {
 		testHookClockProbe(path)
 	}

@@ -49,8 +49,18 @@ func makeDirUsable(path string, info fs.FileInfo) {
 // renameDir renames a directory.
 func renameDir(from, to string) error { return os.Rename(from, to) }
 
-// lockFile locks the open file f (see lockExclusive).
-func lockFile(f *os.File) error { return lockExclusive(int(f.Fd())) }
+// holdProbe locks the clock probe f (see lockExclusive), so that no other
+// PruneDead removes it; dropProbe removes its name before it lets go.
+func holdProbe(f *os.File) { lockExclusive(int(f.Fd())) }
+
+func dropProbe(f *os.File, path string) {
+	os.Remove(path)
+	f.Close()
+}
+
+// firstHeld finds nothing: an open file does not keep a Unix system from
+// removing it, and these systems give no view of who holds one.
+func firstHeld(string) string { return "" }
 
 // removeStaleProbe removes the clock probe file name if no PruneDead holds
 // it locked: its maker crashed before removing it. Anything but a regular

@@ -73,12 +73,58 @@ func mayOpen(path string, access uint32) bool {
 // renameRetry is how long renameDir keeps trying while a directory is held.
 const renameRetry = 200 * time.Millisecond
 
-// lockFile has nothing to do: the file's maker holds it open without
-// sharing delete access, which keeps any other process from removing it.
-func lockFile(*os.File) error { return nil }
+// holdProbe has nothing to do: the clock probe's maker holds it open
+// without sharing delete access, which keeps any other process from
+// removing it; dropProbe closes it first, as Windows removes no file a
+// handle that does not share delete holds, even its own.
+func holdProbe(*os.File) {}
+
+func dropProbe(f *os.File, path string) {
+	f.Close()
+	os.Remove(path)
+}
+
+// firstHeld returns the path of a file in the tree at top that some
+// process holds open, or "" if none is found. Windows refuses to rename a
+// directory with such a file in it, but not everywhere (Wine allows it),
+// and a detached tree with one would then be half removed before the
+// removal met it. So each regular file is opened, before anything is
+// removed, with delete access and no sharing at all, which Windows grants
+// only while no other handle is open to it.
+func firstHeld(top string) string {
+	held := ""
+	filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil || d.Type()&(fs.ModeSymlink|fs.ModeIrregular) != 0:
+			return fs.SkipDir
+		case d.IsDir() || !d.Type().IsRegular():
+			return nil
+		}
+		if openExclusive(path) == errorSharingViolation {
+			held = path
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return held
+}
+
+// openExclusive opens the file at path with delete access and no sharing,
+// without following a reparse point, and closes it again.
+func openExclusive(path string) error {
+	name, err := syscall.UTF16PtrFromString(path)
+	if err != nil {
+		return err
+	}
+	h, err := syscall.CreateFile(name, deleteAccess, 0, nil, syscall.OPEN_EXISTING, syscall.FILE_FLAG_OPEN_REPARSE_POINT, 0)
+	if err != nil {
+		return err
+	}
+	return syscall.CloseHandle(h)
+}
 
 // removeStaleProbe removes the clock probe file name unless its maker
-// still holds it open (see lockFile): then Windows refuses.
+// still holds it open (see holdProbe): then Windows refuses.
 func (sw *swarmDir) removeStaleProbe(name string) error {
 	err := os.Remove(sw.entryPath(name))
 	if err == nil || errors.Is(err, fs.ErrNotExist) || errors.Is(err, errorSharingViolation) || errors.Is(err, fs.ErrPermission) {

@@ -324,8 +324,10 @@ func (r *pruneRun) recoverWorktree(sw *swarmDir, l *entryLock, slot, trash strin
 		}
 		err = rd.moveIn(sw, l, trash, name)
 		if err != nil {
-			rd.dropRecord(name)
+			// Let go first: Windows removes no file a handle that does not
+			// share delete holds, even its own.
 			release()
+			rd.dropRecord(name)
 			if errors.Is(err, fs.ErrExist) {
 				continue
 			}

@@ -158,7 +158,7 @@ func (rd *recoveryDir) recordNames() ([]string, error) {
 
 // writeRecord records that slotgc makes the entry name, before the entry
 // is there: a name already recorded is fs.ErrExist. The record stays held
-// until release (see lockFile), so that no expiry takes it for a stale
+// until release (see holdRecord), so that no expiry takes it for a stale
 // one while its entry is being made.
 func (rd *recoveryDir) writeRecord(name string, rec record) (release func(), err error) {
 	if _, err := openDirPath(rd.recordDir(), true, recordDirMode); err != nil {
@@ -169,7 +169,7 @@ func (rd *recoveryDir) writeRecord(name string, rec record) (release func(), err
 	if err != nil {
 		return nil, err
 	}
-	lockFile(f)
+	holdRecord(f)
 	if _, err := f.Write(rec.encode()); err != nil {
 		f.Close()
 		os.Remove(path)
@@ -188,7 +188,7 @@ func (rd *recoveryDir) dropStaleRecord(name string) {
 	if err != nil {
 		return
 	}
-	held := lockFile(f) != nil
+	held := holdRecord(f) != nil
 	f.Close()
 	if !held {
 		// On Windows a held record refuses to go: its maker shares no

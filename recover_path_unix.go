@@ -4,8 +4,13 @@ package slotgc
 
 import (
 	"io/fs"
+	"os"
 	"syscall"
 )
+
+// holdRecord locks the record f (see lockExclusive) while its entry is
+// being made; on a record another prune holds, it fails with errBusy.
+func holdRecord(f *os.File) error { return lockExclusive(int(f.Fd())) }
 
 // identityOf returns the device and inode of the file info describes.
 func identityOf(info fs.FileInfo) fileIdentity {

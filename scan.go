@@ -198,7 +198,7 @@ func (sw *swarmDir) classifyAll(entries []dirEntry) (statuses []SlotStatus, tras
 // classify reaches the verdict on the entry of the swarm directory named
 // entry.
 func (sw *swarmDir) classify(entry string, ps *probeScope) SlotStatus {
-	pid, written, err := readPIDFile(sw, entry)
+	pid, written, _, err := readPIDFile(sw, entry)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return SlotStatus{Name: entry, State: NoPIDFile, Err: err}
@@ -210,7 +210,7 @@ func (sw *swarmDir) classify(entry string, ps *probeScope) SlotStatus {
 	switch {
 	case gone:
 		state = Gone
-	case reused(start, written) && !sw.usesEntry(entry, pid) && sw.fileClockAgrees():
+	case reused(start, written) && !sw.mayUseEntry(entry, pid) && sw.fileClockAgrees():
 		state = Reused
 	}
 	return SlotStatus{Name: entry, PID: pid, State: state}

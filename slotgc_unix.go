@@ -27,34 +27,34 @@ func openDir(path string) (*os.File, error) {
 }
 
 // readPIDFile reads the pid file of the swarm entry named entry and returns
-// the pid it names and the time it was last written.
+// the pid it names, the time it was last written and the uid that owns it.
 //
 // The file is opened with O_NOFOLLOW, so a symlink is refused rather than
 // followed, and O_NONBLOCK, so a FIFO does not block the open, and fstat
 // then refuses whatever is not a regular file before anything is read.
-func readPIDFile(sw *swarmDir, entry string) (int, time.Time, error) {
+func readPIDFile(sw *swarmDir, entry string) (pid int, written time.Time, owner int, err error) {
 	fd, err := openPIDFile(sw, entry)
 	if err != nil {
-		return 0, time.Time{}, &fs.PathError{Op: "open", Path: sw.pidFilePath(entry), Err: err}
+		return 0, time.Time{}, -1, &fs.PathError{Op: "open", Path: sw.pidFilePath(entry), Err: err}
 	}
 	defer syscall.Close(fd)
 	var st syscall.Stat_t
 	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
-		return 0, time.Time{}, &fs.PathError{Op: "fstat", Path: sw.pidFilePath(entry), Err: err}
+		return 0, time.Time{}, -1, &fs.PathError{Op: "fstat", Path: sw.pidFilePath(entry), Err: err}
 	}
 	if err := checkPIDFileInfo(st.Mode&syscall.S_IFMT == syscall.S_IFREG, st.Size); err != nil {
-		return 0, time.Time{}, &fs.PathError{Op: "read", Path: sw.pidFilePath(entry), Err: err}
+		return 0, time.Time{}, -1, &fs.PathError{Op: "read", Path: sw.pidFilePath(entry), Err: err}
 	}
 	var buf [maxPIDFileSize + 1]byte
 	n, err := readFD(fd, buf[:])
 	if err != nil {
-		return 0, time.Time{}, &fs.PathError{Op: "read", Path: sw.pidFilePath(entry), Err: err}
+		return 0, time.Time{}, -1, &fs.PathError{Op: "read", Path: sw.pidFilePath(entry), Err: err}
 	}
-	pid, err := parsePIDContent(buf[:n])
+	pid, err = parsePIDContent(buf[:n])
 	if err != nil {
-		return 0, time.Time{}, &fs.PathError{Op: "parse", Path: sw.pidFilePath(entry), Err: err}
+		return 0, time.Time{}, -1, &fs.PathError{Op: "parse", Path: sw.pidFilePath(entry), Err: err}
 	}
-	return pid, modTime(&st), nil
+	return pid, modTime(&st), int(st.Uid), nil
 }
 
 // pidFileFlags open a pid file for reading without following a symlink,

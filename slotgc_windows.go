@@ -52,7 +52,8 @@ func openDir(path string) (*os.File, error) {
 }
 
 // readPIDFile reads the pid file of the swarm entry named entry and returns
-// the pid it names and the time it was last written.
+// the pid it names and the time it was last written; its owner is not
+// asked for (-1), as Windows names owners by SID, not uid.
 //
 // The file is opened with FILE_FLAG_OPEN_REPARSE_POINT, which os.OpenFile
 // passes on from the high bits of its flag
@@ -60,30 +61,30 @@ func openDir(path string) (*os.File, error) {
 // so a symlink or junction is opened itself, never followed, as O_NOFOLLOW
 // does on Unix; its type is then checked on the open handle before
 // anything is read.
-func readPIDFile(sw *swarmDir, entry string) (int, time.Time, error) {
+func readPIDFile(sw *swarmDir, entry string) (pid int, written time.Time, owner int, err error) {
 	path := sw.pidFilePath(entry)
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.FILE_FLAG_OPEN_REPARSE_POINT, 0)
 	if err != nil {
-		return 0, time.Time{}, err
+		return 0, time.Time{}, -1, err
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return 0, time.Time{}, err
+		return 0, time.Time{}, -1, err
 	}
 	if err := checkPIDFileInfo(info.Mode().IsRegular(), info.Size()); err != nil {
-		return 0, time.Time{}, &fs.PathError{Op: "read", Path: path, Err: err}
+		return 0, time.Time{}, -1, &fs.PathError{Op: "read", Path: path, Err: err}
 	}
 	var buf [maxPIDFileSize + 1]byte
 	n, err := io.ReadFull(f, buf[:])
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return 0, time.Time{}, err
+		return 0, time.Time{}, -1, err
 	}
-	pid, err := parsePIDContent(buf[:n])
+	pid, err = parsePIDContent(buf[:n])
 	if err != nil {
-		return 0, time.Time{}, &fs.PathError{Op: "parse", Path: path, Err: err}
+		return 0, time.Time{}, -1, &fs.PathError{Op: "parse", Path: path, Err: err}
 	}
-	return pid, info.ModTime(), nil
+	return pid, info.ModTime(), -1, nil
 }
 
 // inspect tells whether pid is gone and, if ps is not nil, when the
@@ -122,9 +123,8 @@ func creationTime(h syscall.Handle) (time.Time, error) {
 // kill terminates the process through one handle opened at the start, so a
 // pid recycled meanwhile is never touched, and waits on that handle. With
 // isLeaf, the creation time of the process behind the handle is asked
-// about first; one isLeaf rejects is a stranger holding a recycled pid: it
-// is left alone, and the leaf counts as gone.
-func kill(pid int, isLeaf func(start time.Time) bool) (bool, error) {
+// about first; one isLeaf rejects is left alone (see judged).
+func kill(pid int, isLeaf func(candidate) error) (bool, error) {
 	h, err := syscall.OpenProcess(syscall.PROCESS_TERMINATE|syscall.SYNCHRONIZE|processQueryLimitedInformation, false, uint32(pid))
 	if err != nil {
 		return errors.Is(err, errorInvalidParameter), nil
@@ -138,8 +138,8 @@ func kill(pid int, isLeaf func(start time.Time) bool) (bool, error) {
 		if err != nil {
 			return false, unidentifiedError(pid, err)
 		}
-		if !isLeaf(start) {
-			return true, nil
+		if err := isLeaf(candidate{start: start, uid: -1}); err != nil {
+			return judged(pid, err)
 		}
 	}
 	if err := syscall.TerminateProcess(h, 1); err != nil {

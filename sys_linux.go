@@ -3,8 +3,8 @@
 package slotgc
 
 import (
+	"bytes"
 	"runtime"
-	"strings"
 	"syscall"
 	"unsafe"
 )
@@ -63,13 +63,14 @@ type sysPath []byte
 // may keep on its stack so that nothing is allocated (the path outgrows it
 // onto the heap if it must). A part holding a NUL cannot be passed to the
 // kernel: EINVAL, as the syscall package answers.
-func makePath(buf []byte, parts ...string) (sysPath, error) {
+func makePath[S ~string | ~[]byte](buf []byte, parts ...S) (sysPath, error) {
 	p := buf[:0]
 	for _, part := range parts {
-		if strings.IndexByte(part, 0) >= 0 {
+		start := len(p)
+		p = append(p, part...)
+		if bytes.IndexByte(p[start:], 0) >= 0 {
 			return nil, syscall.EINVAL
 		}
-		p = append(p, part...)
 	}
 	return append(p, 0), nil
 }
@@ -174,13 +175,17 @@ type statxTimestamp struct {
 const (
 	// atSymlinkNofollow makes statx describe a symlink itself.
 	atSymlinkNofollow = 0x100
+	// atEmptyPath makes statx describe dirfd itself, given an empty path.
+	atEmptyPath = 0x1000
 	// atStatxDontSync makes statx answer from what the kernel has cached,
 	// never asking a network or FUSE file system's server: a stalled one
 	// cannot hang the call.
 	atStatxDontSync = 0x4000
-	// statxType and statxIno ask for the file type and inode number.
-	statxType = 0x1
-	statxIno  = 0x100
+	// statxType, statxNlink and statxInoMask ask for the file type, the
+	// link count and the inode number.
+	statxType    = 0x1
+	statxNlink   = 0x4
+	statxInoMask = 0x100
 )
 
 // statx is statx(2), available from Linux 4.11.
@@ -196,10 +201,21 @@ func statx(dirfd int, path sysPath, flags int, mask uint32, st *statxT) error {
 	}
 }
 
-// readlinkat is readlinkat(2); it returns how much of buf it filled.
+// readlinkat is readlinkat(2); it returns how much of buf it filled, and
+// cuts a longer link short.
 func readlinkat(dirfd int, path sysPath, buf []byte) (int, error) {
-	n, _, errno := syscall.Syscall6(syscall.SYS_READLINKAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0)
-	return int(n), errnoErr(errno)
+	for {
+		n, _, errno := syscall.Syscall6(syscall.SYS_READLINKAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0)
+		if errno != syscall.EINTR {
+			return int(n), errnoErr(errno)
+		}
+	}
+}
+
+// ioctl is ioctl(2) with a pointer argument.
+func ioctl(fd int, request uintptr, arg unsafe.Pointer) error {
+	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), request, uintptr(arg))
+	return errnoErr(errno)
 }
 
 // pidfdOpen is pidfd_open(2), available from Linux 5.3.

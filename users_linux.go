@@ -14,90 +14,73 @@ import (
 	"syscall"
 )
 
-// A process uses a slot when its working directory or root directory is
-// in the slot's tree, or it holds a file of the tree open. An open
-// directory does not count: directories are held open only while something
-// walks a tree, and every PruneDead holds the tree it works on so; counting
-// them would have concurrent PruneDead calls keep each other's slots. Nor
-// does the slot's pid file, which every scan opens for a moment. That is read
-// from /proc/<pid>/cwd, /root and /fd/*, which stat(2) follows to the very
-// file even for a process in another mount namespace, whose paths mean
-// nothing here; so files are compared by device and inode, never by path.
-// The links of another user's process cannot be read without privilege
-// (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html): such a
-// process is passed over.
-
-// fileID is a file's identity: its device and inode numbers.
-type fileID struct{ dev, ino uint64 }
-
-// procFiles is what one process has in use: its working and root
-// directories and its open files.
-type procFiles struct {
-	pid   int
-	files []fileID
-}
-
-// statID returns the identity of the file path names, following symlinks
-// (and so /proc's magic links), and whether it is a directory.
-func statID(path string) (id fileID, isDir, ok bool) {
-	var st syscall.Stat_t
-	if err := ignoringEINTR(func() error { return syscall.Stat(path, &st) }); err != nil {
-		return fileID{}, false, false
-	}
-	return fileID{uint64(st.Dev), st.Ino}, st.Mode&syscall.S_IFMT == syscall.S_IFDIR, true
-}
-
-// readProcFiles returns the files that process pid uses and are on device
-// dev: only those can be in a slot's tree.
-func readProcFiles(pid int, dev uint64) []fileID {
-	dir := "/proc/" + strconv.Itoa(pid)
-	var files []fileID
-	for _, link := range [...]string{"/cwd", "/root"} {
-		if id, _, ok := statID(dir + link); ok && id.dev == dev {
-			files = append(files, id)
-		}
-	}
-	fds, err := os.ReadDir(dir + "/fd")
-	if err != nil {
-		return files
-	}
-	for _, fd := range fds {
-		if id, isDir, ok := statID(dir + "/fd/" + fd.Name()); ok && !isDir && id.dev == dev {
-			files = append(files, id)
-		}
-	}
-	return files
-}
-
-// snapshotProcesses reads, once, the files every process this one may
-// inspect uses on device dev.
-func snapshotProcesses(dev uint64) []procFiles {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var procs []procFiles
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid < 1 {
-			continue
-		}
-		if files := readProcFiles(pid, dev); len(files) > 0 {
-			procs = append(procs, procFiles{pid, files})
-		}
-	}
-	return procs
-}
-
-// uses reports whether any of files is in the surveyed tree.
-func (s treeSurvey) uses(files []fileID) bool {
-	for _, f := range files {
-		if f.dev == s.dev && s.inodes[f.ino] {
-			return true
-		}
-	}
-	return false
-}
+// A process uses a slot when its working or root directory is in the
+// slot's tree, it holds a file of the tree open, or it has one mapped
+// (mmap(2) keeps a file in use after its descriptor is closed). An open
+// directory does not count: directories are held open only while
+// something walks a tree, and every PruneDead holds the tree it works on
+// so; counting them would have concurrent PruneDead calls keep each
+// other's slots. Nor does the slot's pid file, which every scan opens for
+// a moment.
+//
+// What processes use is read from /proc (see procfiles_linux.go) and
+// compared with what a walk of the slot's tree finds, by inode number on
+// the swarm's file system, never by path: a process in another mount
+// namespace names its files by paths that mean nothing here. The file
+// system is told by mount (see mounts_linux.go), not by stat(2)'s st_dev,
+// which differs between the directories and the files of one overlayfs
+// without xino, and between the subvolumes of one btrfs. Inode numbers
+// alone may then collide (overlayfs's layers number their inodes each on
+// their own, as do btrfs's subvolumes): a collision can only make a slot
+// look used, which keeps it; nothing here makes a used slot look unused.
+//
+// The walk records, for each entry, the inode number its directory record
+// gives (d_ino) and, for each directory, the one fstat(2) gives, since
+// they differ on overlayfs without xino: a directory's st_ino, which a
+// process's working directory shows, is the overlay's own, d_ino the
+// layer's. Files agree there (and their fdinfo and maps name the same
+// inode); where a file system's d_ino disagrees with st_ino for a file
+// (a FUSE daemon may fill in either as it likes), the first file met
+// tells, and every entry is then stat'ed as well.
+//
+// Cannot tell means keep:
+//
+//   - A directory of the tree that cannot be opened or read (another
+//     user's that this one may not read, running out of descriptors, a
+//     tree changing under the walk) keeps the slot, with an error that
+//     names the directory and why. A directory the caller owns but may
+//     not read or search is made so (u+rx) for the walk and set back
+//     after: the removal would make it usable the same way, so the walk
+//     must see whatever the removal could reach.
+//   - A process whose files cannot be read for any reason but the three
+//     below keeps every slot of the call, with an error naming it; so
+//     does a /proc that shows another pid namespace's processes (see
+//     probeScope.procIsOurs), or one that cannot be read at all.
+//   - Another user's process, which /proc does not open without
+//     privilege (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html),
+//     is passed over, as is a process hidden by /proc's hidepid option:
+//     run as root to see them.
+//   - A process that even a caller with CAP_SYS_PTRACE (root) may not
+//     open is kept from it by a security module or a sandbox the caller
+//     runs in (Landlock, SELinux, AppArmor; pid 1 of the sandbox this
+//     package's tests run in is one): it is passed over like another
+//     user's, as the caller cannot see past its own confinement.
+//   - A process of the caller's own user that /proc does not open to it
+//     is named instead; see ErrUninspected.
+//
+// This user's processes that /proc will not open (made not dumpable by
+// PR_SET_DUMPABLE 0, as ssh-agent and gpg-agent do to guard their keys;
+// running a set-user-ID, set-group-ID or file-capability program) could
+// be working in a slot, and nothing tells. Keeping every slot while one
+// of them runs would stop collection for good on most desktops, where an
+// agent runs for the whole session; and the processes that make
+// themselves so are daemons, which change to / as they start and do not
+// work in a swarm's slots. So PruneDead removes dead slots all the same,
+// and names those processes in its error (wrapping ErrUninspected), so
+// that what went unchecked is seen; Users names them the same way. Root
+// may look into them (CAP_SYS_PTRACE) and never meets them.
+//
+// What is bounded and what is not is said in the package doc, Systems.
 
 // commandName returns the command name of process pid, or "?" when it
 // cannot be read.
@@ -109,52 +92,98 @@ func commandName(pid int) string {
 	return string(bytes.TrimSuffix(comm, []byte("\n")))
 }
 
-// pruneGuard holds what one PruneDead call reads at most once, and only
-// when something is to be removed: the mount table and the files every
-// process uses.
+// procSnapshot is what one pass over /proc found: what each process it
+// could read uses of the swarm's file system, this user's processes it
+// could not look into, and why any other could not be read.
+type procSnapshot struct {
+	procs       []procUses
+	uninspected []Process
+	unreadable  error
+}
+
+// procUses is what one process uses of the swarm's file system.
+type procUses struct {
+	pid   int
+	files []inUse
+}
+
+// pruneGuard holds what one PruneDead or Users call reads at most once,
+// and only when something is to be removed or asked about: the mount
+// table and the files every process uses.
 type pruneGuard struct {
 	mountsRead bool
 	mounts     []string
+	elsewhere  []namespaceMounts
 	procsRead  bool
-	procs      []procFiles
+	snapshot   procSnapshot
+	// blind counts the slots let go while this user had processes the
+	// pass could not look into; asked says Users asked.
+	blind int
+	asked bool
 }
 
-// check refuses to let the locked tree go while a mount point is inside it
-// or a process uses it.
+// check refuses to let the locked tree go while a mount point is inside
+// it, a process uses it, or whether one does cannot be told.
 func (g *pruneGuard) check(sw *swarmDir, l *entryLock, name string) error {
 	if points := g.mountsUnder(l.fd); len(points) > 0 {
 		return mountInsideError(points)
 	}
-	users, err := g.usersOf(l.fd, filepath.Join(sw.path, name))
-	if err != nil {
+	users, err := g.usersOf(sw, l.fd, filepath.Join(sw.path, name))
+	switch {
+	case len(users) > 0:
+		return inUseError(users)
+	case err != nil:
 		return err
 	}
-	if len(users) > 0 {
-		return inUseError(users)
+	if len(g.snapshot.uninspected) > 0 {
+		g.blind++
 	}
 	return nil
 }
 
-// usersOf returns the processes that use the tree under the open directory
-// fd, at path. A mount point met on the way is an error wrapping
-// ErrMountInside.
-func (g *pruneGuard) usersOf(fd int, path string) ([]Process, error) {
+// errCannotTell starts the error of a slot kept because whether a process
+// uses it could not be told.
+var errCannotTell = errors.New("cannot tell whether a process uses it")
+
+// usersOf returns the processes that use the tree under the open
+// directory fd, at path, in the swarm directory sw. A mount point met on
+// the way is an error wrapping ErrMountInside; a directory that cannot be
+// read, or a process whose files cannot be, an error wrapping
+// errCannotTell, returned with the users that were found.
+// recheck is check again, on the locked tree now detached at name, with
+// the mount table and /proc read anew: a process that began using the
+// slot after the call's first pass (a new leaf that has not written its
+// pid file yet) would otherwise go unseen for as long as the call takes.
+func (g *pruneGuard) recheck(sw *swarmDir, l *entryLock, name string) error {
+	g.mountsRead, g.procsRead = false, false
+	blind := g.blind
+	err := g.check(sw, l, name)
+	g.blind = blind // the slot was counted, if at all, by its first check
+	return err
+}
+
+func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, error) {
 	survey, err := surveyTree(fd, path)
-	if errors.Is(err, errMountPoint) {
+	switch {
+	case errors.Is(err, errMountPoint):
 		return nil, fmt.Errorf("%w: %w", ErrMountInside, err)
-	}
-	if err != nil {
-		return nil, err
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, err // its owner removed it meanwhile
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w; left in place", errCannotTell, err)
 	}
 	if !g.procsRead {
 		g.procsRead = true
-		g.procs = snapshotProcesses(survey.dev)
+		g.snapshot = readProcesses(sw)
 	}
 	var users []Process
-	for _, p := range g.procs {
+	for _, p := range g.snapshot.procs {
 		if survey.uses(p.files) {
 			users = append(users, Process{PID: p.pid, Command: commandName(p.pid)})
 		}
+	}
+	if g.snapshot.unreadable != nil {
+		return users, fmt.Errorf("%w: %w; left in place", errCannotTell, g.snapshot.unreadable)
 	}
 	return users, nil
 }
@@ -162,6 +191,7 @@ func (g *pruneGuard) usersOf(fd int, path string) ([]Process, error) {
 // users returns the processes that use the entry name of the swarm
 // directory.
 func (g *pruneGuard) users(sw *swarmDir, name string) ([]Process, error) {
+	g.asked = true
 	dev, err := sw.device()
 	if err != nil {
 		return nil, err
@@ -171,80 +201,148 @@ func (g *pruneGuard) users(sw *swarmDir, name string) ([]Process, error) {
 		return nil, &fs.PathError{Op: "open", Path: filepath.Join(sw.path, name), Err: err}
 	}
 	defer syscall.Close(fd)
-	return g.usersOf(fd, filepath.Join(sw.path, name))
+	return g.usersOf(sw, fd, filepath.Join(sw.path, name))
 }
 
-// usesEntry reports whether process pid uses the slot directory entry: its
-// working or root directory is in the slot's tree, or it holds a file of
-// the tree open. Only a process whose links can be read, and that uses a
-// file on the slot's device, costs a walk of the tree.
-func (sw *swarmDir) usesEntry(entry string, pid int) bool {
+// uninspectedError names this user's processes that the call's pass over
+// /proc could not look into, wrapping ErrUninspected, if PruneDead let a
+// slot go while they ran or Users was asked; nil otherwise.
+func (g *pruneGuard) uninspectedError() error {
+	if len(g.snapshot.uninspected) == 0 || g.blind == 0 && !g.asked {
+		return nil
+	}
+	names := make([]string, len(g.snapshot.uninspected))
+	for i, p := range g.snapshot.uninspected {
+		names[i] = p.String()
+	}
+	return fmt.Errorf("slotgc: %w: %s", ErrUninspected, strings.Join(names, ", "))
+}
+
+// readProcesses makes the pass over /proc for a call on the swarm
+// directory sw: what every process this one may look into uses of the
+// swarm's file system.
+func readProcesses(sw *swarmDir) procSnapshot {
+	if !procSelfIs(os.Getpid()) {
+		return procSnapshot{unreadable: errForeignProc}
+	}
+	mounts, target, err := swarmTarget(sw)
+	if err != nil {
+		return procSnapshot{unreadable: err}
+	}
+	r, err := newProcReader(mounts, target)
+	if err != nil {
+		return procSnapshot{unreadable: err}
+	}
+	snap, err := within(&r.at, func() procSnapshot {
+		defer r.close()
+		return r.all()
+	})
+	if err != nil {
+		return procSnapshot{unreadable: err}
+	}
+	return snap
+}
+
+// all reads every process in /proc.
+func (r *procReader) all() procSnapshot {
+	var snap procSnapshot
+	var pids []int
+	err := readDirNames(r.proc, r.dirents, func(name []byte) {
+		if pid, ok := parseDecimal(name); ok && pid > 0 && pid <= 1<<31-1 {
+			pids = append(pids, int(pid))
+		}
+	})
+	if err != nil {
+		snap.unreadable = &fs.PathError{Op: "getdents64", Path: "/proc", Err: err}
+		return snap
+	}
+	var files []inUse
+	var unreadable []error
+	for _, pid := range pids {
+		var status procStatus
+		files, status, err = r.process(pid, files[:0])
+		switch status {
+		case procRead:
+			if len(files) > 0 {
+				snap.procs = append(snap.procs, procUses{pid, append([]inUse(nil), files...)})
+			}
+		case procSealed:
+			snap.uninspected = append(snap.uninspected, Process{PID: pid, Command: commandName(pid)})
+		case procUnreadable:
+			unreadable = append(unreadable, fmt.Errorf("pid %d (%s): %w", pid, commandName(pid), err))
+		}
+	}
+	switch {
+	case len(unreadable) == 1:
+		snap.unreadable = unreadable[0]
+	case len(unreadable) > 1:
+		snap.unreadable = fmt.Errorf("%w, and %d more processes", unreadable[0], len(unreadable)-1)
+	}
+	return snap
+}
+
+// entryUse tells whether process pid uses the slot directory entry, and
+// whether that could be told at all. Another user's process, and this
+// user's that /proc does not open, are told not to: the time rule stands
+// alone for them (see the package doc, Verdicts). Only a process that
+// uses some file of the swarm's file system costs a walk of the tree.
+func (sw *swarmDir) entryUse(entry string, pid int) (uses, told bool) {
+	if !procSelfIs(os.Getpid()) {
+		return false, false
+	}
+	mounts, target, err := swarmTarget(sw)
+	if err != nil {
+		return false, false
+	}
+	r, err := newProcReader(mounts, target)
+	if err != nil {
+		return false, false
+	}
+	type result struct {
+		files  []inUse
+		status procStatus
+	}
+	res, err := within(&r.at, func() result {
+		defer r.close()
+		files, status, _ := r.process(pid, nil)
+		return result{files, status}
+	})
+	switch {
+	case err != nil, res.status == procUnreadable:
+		return false, false
+	case res.status != procRead || len(res.files) == 0:
+		return false, true
+	}
 	dev, err := sw.device()
 	if err != nil {
-		return false
-	}
-	files := readProcFiles(pid, dev)
-	if len(files) == 0 {
-		return false
+		return false, false
 	}
 	fd, err := openSubdir(int(sw.fd), entry, dev)
 	if err != nil {
-		return false
+		return false, false
 	}
 	defer syscall.Close(fd)
-	survey, _ := surveyTree(fd, filepath.Join(sw.path, entry))
-	return survey.inodes != nil && survey.uses(files)
-}
-
-// treeSurvey is what a read-only walk of a tree found: the device it is on
-// and the inode numbers of everything in it, the top directory included.
-type treeSurvey struct {
-	dev    uint64
-	inodes map[uint64]bool
-}
-
-// surveyTree walks the tree under the open directory fd without changing
-// anything and records its inodes. A mount point inside is an error naming
-// it (path is the tree's path, for messages). A directory that cannot be
-// read is passed over: its contents go unrecorded.
-func surveyTree(fd int, path string) (treeSurvey, error) {
-	dev, ino, err := dirIdentity(fd)
+	survey, err := surveyTree(fd, filepath.Join(sw.path, entry))
 	if err != nil {
-		return treeSurvey{}, &fs.PathError{Op: "fstat", Path: path, Err: err}
+		return false, false
 	}
-	s := treeSurvey{dev: dev, inodes: map[uint64]bool{ino: true}}
-	return s, s.walk(fd, path, true)
+	return survey.uses(res.files), true
 }
 
-// walk records the tree under fd. The slot's own pid file is left out at
-// the top: every scan opens it for a moment, and one that happens to be
-// reading it does not use the slot.
-func (s *treeSurvey) walk(fd int, path string, top bool) error {
-	entries, err := readTreeEntries(fd)
-	if err != nil {
-		return nil
-	}
-	for _, e := range entries {
-		if !(top && e.name == PIDFile) {
-			s.inodes[e.ino] = true
-		}
-		if !e.isDir {
-			continue
-		}
-		sub, err := openSubdir(fd, e.name, s.dev)
-		switch {
-		case errors.Is(err, errMountPoint):
-			return &fs.PathError{Op: "survey", Path: filepath.Join(path, e.name), Err: err}
-		case err != nil:
-			continue
-		}
-		err = s.walk(sub, filepath.Join(path, e.name), false)
-		syscall.Close(sub)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+// usesEntry reports whether process pid is seen to use the slot directory
+// entry: its working or root directory is in the slot's tree, or it holds
+// a file of the tree open or mapped. Where that cannot be told, it does
+// not: KillSlot signals only on evidence.
+func (sw *swarmDir) usesEntry(entry string, pid int) bool {
+	uses, _ := sw.entryUse(entry, pid)
+	return uses
+}
+
+// mayUseEntry is usesEntry that also reports true where whether pid uses
+// the slot cannot be told: Scan calls no slot Reused without knowing.
+func (sw *swarmDir) mayUseEntry(entry string, pid int) bool {
+	uses, told := sw.entryUse(entry, pid)
+	return uses || !told
 }
 
 // inUseError names the processes that use a slot.

@@ -26,14 +26,12 @@ type entryStat struct {
 	id     fileIdentity
 }
 
-// The statx fields a walk asks for (https://man7.org/linux/man-pages/man2/statx.2.html).
+// The statx fields a walk asks for besides those sys_linux.go names
+// (https://man7.org/linux/man-pages/man2/statx.2.html).
 const (
-	statxNlink  = 0x4
 	statxMtime  = 0x40
 	statxBlocks = 0x400
 	statxBtime  = 0x800
-	// atEmptyPath makes statx describe dirfd itself.
-	atEmptyPath = 0x1000
 )
 
 // errNoMtime says a file system gave no modification time.
@@ -53,7 +51,7 @@ func statAt(dirfd int, name string) (entryStat, error) {
 		flags |= atEmptyPath
 	}
 	var stx statxT
-	err = statx(dirfd, path, flags, statxType|statxNlink|statxIno|statxMtime|statxBlocks|statxBtime, &stx)
+	err = statx(dirfd, path, flags, statxType|statxNlink|statxInoMask|statxMtime|statxBlocks|statxBtime, &stx)
 	if err == nil {
 		if stx.mask&statxMtime == 0 {
 			return entryStat{}, errNoMtime

@@ -427,7 +427,7 @@ func (c cli) prune(opts slotgc.PruneOptions) int {
 	report, err := slotgc.Prune(c.workspace, opts)
 	p.stop() // before anything else is written
 	var slotErr *slotgc.SlotError
-	if err != nil && !errors.As(err, &slotErr) {
+	if err != nil && !errors.As(err, &slotErr) && !errors.Is(err, slotgc.ErrUninspected) {
 		return c.fail(err) // the swarm directory itself could not be read
 	}
 	code := exitOK
