@@ -349,3 +349,37 @@ func exhaustDescriptorsBut(t *testing.T, spare int) []int {
 	}
 	return held[:len(held)-spare]
 }
+
+// TestPruneDeadRemovesSlotsTogether prunes many dead slots in one call
+// with a bound of four workers: each is removed once, the live ones stay,
+// and removals ran beside the caller's.
+func TestPruneDeadRemovesSlotsTogether(t *testing.T) {
+	setRemovalWorkers(t, 4)
+	ws, swarm := workspace(t)
+	dead := pidLine(deadPID(t))
+	live := pidLine(os.Getpid())
+	var want, wantLeft []string
+	for i := range 16 {
+		name := fmt.Sprintf("slot-%02d", i)
+		content := dead
+		if i%5 == 0 {
+			content = live
+			wantLeft = append(wantLeft, name)
+		} else {
+			want = append(want, name)
+		}
+		slot := addSlot(t, swarm, name, content)
+		buildTree(t, filepath.Join(slot, "wt"), 4, 2, 3)
+	}
+	before := removers.Load().lent.Load()
+	got, err := PruneDead(ws)
+	if !slices.Equal(got, want) || err != nil {
+		t.Errorf("PruneDead(ws) = %v, %v, want %v, nil", got, err, want)
+	}
+	if left := entriesOf(t, swarm); !slices.Equal(left, wantLeft) {
+		t.Errorf("after PruneDead the swarm holds %v, want %v", left, wantLeft)
+	}
+	if removers.Load().lent.Load() == before {
+		t.Error("PruneDead removed 13 dead slots with no helper")
+	}
+}

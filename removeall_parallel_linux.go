@@ -4,6 +4,7 @@ package slotgc
 
 import (
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -106,3 +107,37 @@ func (p *removalPool) lend() bool {
 }
 
 func (p *removalPool) giveBack() { <-p.helpers }
+
+// removalGroup removes the detached trees of one PruneDead call, several
+// at once within the pool's bound. Each tree is held back until the next
+// one comes (or the call waits), and only then handed to a helper, if one
+// is free: the last tree is always walked by the caller, who would
+// otherwise only wait for it.
+type removalGroup struct {
+	helpers sync.WaitGroup
+	pending func()
+}
+
+// run removes a tree, now or later but before wait returns.
+func (g *removalGroup) run(remove func()) {
+	if prev := g.pending; prev != nil {
+		if pool := removalWorkers(); pool.lend() {
+			g.helpers.Go(func() {
+				defer pool.giveBack()
+				prev()
+			})
+		} else {
+			prev()
+		}
+	}
+	g.pending = remove
+}
+
+// wait returns once every tree run was given is removed.
+func (g *removalGroup) wait() {
+	if g.pending != nil {
+		g.pending()
+		g.pending = nil
+	}
+	g.helpers.Wait()
+}
