@@ -134,11 +134,12 @@ var fdWaitLimit = 2 * time.Second
 // another user's stays as it is and its error stands. A failure on one
 // entry does not stop the others; the error joins them all.
 //
-// Subdirectories are handed to other goroutines while the removal workers'
-// bound allows (see removalPool): on a disk that makes each freed file
-// wait on the device, as ext4 mounted with discard does, walks that wait
-// side by side finish sooner than one alone. Each walker opens its
-// directories as a lone one would.
+// Subdirectories, and shares of the files of a directory that holds many,
+// are handed to other goroutines while the removal workers' bound allows
+// (see removalPool): on a disk that makes each freed file wait on the
+// device, as ext4 mounted with discard does, walkers that wait side by
+// side finish sooner than one alone. Each walker opens its directories as
+// a lone one would.
 //
 // At the top of a slot's tree (top) the pid file goes last, and only once
 // everything else has gone, every helper's share included: a pruner that
@@ -155,6 +156,11 @@ func removeTreeContents(fd int, path string, dev uint64, top bool) error {
 // it takes to start one, and is removed by its caller alone.
 const minHelpedEntries = 64
 
+// filesPerHelper is how many of a directory's files a helper takes at
+// once: enough that starting it costs little beside their removal, few
+// enough that a directory of a few hundred files is shared.
+const filesPerHelper = 64
+
 // treeRemoval is the removal of one tree, shared by its walkers.
 type treeRemoval struct {
 	pool *removalPool
@@ -165,6 +171,9 @@ type treeRemoval struct {
 	mu   sync.Mutex
 	errs []error
 }
+
+// mayHelp reports whether the tree is big enough for helpers.
+func (r *treeRemoval) mayHelp() bool { return r.seen.Load() >= minHelpedEntries }
 
 // fail records an error of the removal.
 func (r *treeRemoval) fail(err error) {
@@ -212,7 +221,23 @@ func (r *treeRemoval) removeContents(fd int, path string, top bool) bool {
 	}
 	var helpers sync.WaitGroup
 	var failed atomic.Bool
-	for i, e := range entries {
+	for i := 0; i < len(entries); i++ {
+		e := entries[i]
+		// The files left, when they are many, are shared: helpers take
+		// them from the end, filesPerHelper each, this walker goes on from
+		// the start.
+		for !e.isDir && len(entries)-i >= 2*filesPerHelper && r.mayHelp() && r.pool.lend() {
+			share := entries[len(entries)-filesPerHelper:]
+			entries = entries[:len(entries)-filesPerHelper]
+			helpers.Go(func() {
+				defer r.pool.giveBack()
+				for _, f := range share {
+					if !r.unlink(fd, path, f.name, 0) {
+						failed.Store(true)
+					}
+				}
+			})
+		}
 		// A subdirectory is handed off only while this walker has more of
 		// its own to do: else it would just wait for the helper.
 		if !r.removeEntry(fd, path, e, i < len(entries)-1, &helpers, &failed) {
@@ -260,7 +285,7 @@ func (r *treeRemoval) removeEntry(dirfd int, dirPath string, e dirEntry, others 
 		r.fail(&fs.PathError{Op: "open", Path: path, Err: err})
 		return false
 	}
-	if others && r.seen.Load() >= minHelpedEntries && r.pool.lend() {
+	if others && r.mayHelp() && r.pool.lend() {
 		helpers.Go(func() {
 			defer r.pool.giveBack()
 			if !r.removeDir(dirfd, dirPath, e.name, sub, path) {

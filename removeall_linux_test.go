@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // setRemovalWorkers sets the bound on removal workers for the rest of b
@@ -165,6 +166,84 @@ func TestParallelRemovalKeepsPIDFileOnFailure(t *testing.T) {
 	}
 	if left := entriesOf(t, tops[5]); !slices.Equal(left, []string{"sub"}) {
 		t.Errorf("%s holds %v after the removal, want only the way to the mount", tops[5], left)
+	}
+}
+
+// setImmutable sets or clears the immutable attribute of the file at path
+// (chattr +i), which keeps even root from unlinking it, or skips the test
+// where the file system or the caller cannot.
+func setImmutable(t *testing.T, path string, on bool) {
+	t.Helper()
+	// FS_IOC_GETFLAGS and FS_IOC_SETFLAGS are _IOR and _IOW('f', 1 and 2,
+	// long); the kernel reads and writes an int through them.
+	const (
+		fsIocGetflags = 0x80006601 | unsafe.Sizeof(uintptr(0))<<16
+		fsIocSetflags = 0x40006602 | unsafe.Sizeof(uintptr(0))<<16
+		fsImmutableFl = 0x10
+	)
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	var flags int32
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), fsIocGetflags, uintptr(unsafe.Pointer(&flags))); errno != 0 {
+		t.Skipf("the file system of %s keeps no attributes: %v", path, errno)
+	}
+	if on {
+		flags |= fsImmutableFl
+	} else {
+		flags &^= fsImmutableFl
+	}
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), fsIocSetflags, uintptr(unsafe.Pointer(&flags))); errno != 0 {
+		t.Skipf("cannot make %s immutable: %v", path, errno)
+	}
+}
+
+// TestParallelRemovalGoesOnPastFailures makes files that cannot be
+// unlinked in a big flat directory, whose files helpers share, and in a
+// subtree: the removal takes everything else, names each file it could
+// not take, and keeps the pid file.
+func TestParallelRemovalGoesOnPastFailures(t *testing.T) {
+	needRoot(t)
+	setRemovalWorkers(t, 8)
+	top := tempDir(t)
+	flat := filepath.Join(top, "flat")
+	mkdirs(t, flat)
+	for f := range 10 * filesPerHelper {
+		writeFile(t, filepath.Join(flat, fmt.Sprintf("f%04d", f)), "")
+	}
+	tops := buildTree(t, top, 20, 3, 5)
+	stuck := []string{
+		filepath.Join(flat, "f0003"), filepath.Join(flat, fmt.Sprintf("f%04d", 10*filesPerHelper-2)),
+		filepath.Join(tops[7], "sub", "f01"),
+	}
+	for _, f := range stuck {
+		setImmutable(t, f, true)
+		t.Cleanup(func() { setImmutable(t, f, false) })
+	}
+	writeFile(t, filepath.Join(top, PIDFile), "1\n")
+	fd, dev := openTop(t, top)
+	before := removers.Load().lent.Load()
+
+	err := removeTreeContents(fd, top, dev, true)
+	if !errors.Is(err, syscall.EPERM) {
+		t.Fatalf("removeTreeContents = %v, want errors wrapping EPERM", err)
+	}
+	for _, f := range stuck {
+		if !strings.Contains(err.Error(), f) {
+			t.Errorf("the error %q does not name %s", err, f)
+		}
+	}
+	if removers.Load().lent.Load() == before {
+		t.Error("the removal took no helper")
+	}
+	want := []string{filepath.Base(tops[7]), "flat", PIDFile}
+	if left := entriesOf(t, top); !slices.Equal(left, want) {
+		t.Errorf("after the removal the tree holds %v, want %v", left, want)
+	}
+	if left := entriesOf(t, flat); len(left) != 2 {
+		t.Errorf("after the removal %s holds %v, want only the 2 immutable files", flat, left)
 	}
 }
 
