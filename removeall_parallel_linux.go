@@ -14,18 +14,21 @@ import (
 // walkers together than one call would, nor hold more descriptors.
 
 // Bounds of the removal workers: the goroutines that walk trees at once,
-// the caller's own included.
+// the caller's own included. A walker on a disk spends most of its time
+// blocked in the kernel (ext4 mounted with discard waits on the device for
+// every freed file), so the bound follows the device's waits more than the
+// processors: on a 2-processor machine, removing 100 x 300 synced files,
+// 8 walkers beat 4 (by about a third, median of 6 rounds) and 12 or 16 did
+// no better than 8.
 const (
-	// minRemovalWorkers is the fewest worth having: two walkers, on the
-	// ext4 disk with discard where one wait of the device per freed file
-	// dominates, did not beat rm -rf.
-	minRemovalWorkers = 4
-	// maxRemovalWorkers caps them: beyond it the walkers queue on the
-	// device and the directories' locks rather than overlap.
-	maxRemovalWorkers = 8
+	// minRemovalWorkers is the fewest, whatever GOMAXPROCS says.
+	minRemovalWorkers = 8
+	// maxRemovalWorkers caps them: beyond it more walkers queue on the
+	// device and the file system's journal rather than overlap.
+	maxRemovalWorkers = 16
 	// removalWorkersPerCPU scales the bound with GOMAXPROCS between the
-	// two: a walker spends most of its time blocked in a system call, so
-	// each processor can keep more than one busy.
+	// two, for a file system whose removals are bound by the processors
+	// rather than the device (tmpfs).
 	removalWorkersPerCPU = 2
 )
 
