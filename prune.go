@@ -58,6 +58,10 @@ import (
 //     mount; where the caller owns a directory it may not write or read
 //     (0555, as Go's module cache leaves them, or 0000), that directory is
 //     made usable (u+rwx) first. What another user owns is never changed.
+//     On Linux the trees of a call, and the parts of a big one, are
+//     removed by several goroutines at once: the caller's and up to 2 per
+//     GOMAXPROCS less one more (7 to 15), which all PruneDead calls in the
+//     process share.
 //
 // A TrashPrefix entry that no running PruneDead holds (one that crashed,
 // or failed to remove a tree) is finished by the next PruneDead when it is
