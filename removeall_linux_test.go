@@ -129,43 +129,51 @@ func TestRemovalOfSmallTreeTakesNoHelper(t *testing.T) {
 }
 
 // TestParallelRemovalKeepsPIDFileOnFailure puts bind mounts deep in two
-// subtrees of a big tree that many workers remove: every other entry goes,
-// the error names both mount points, nothing on them is touched, and the
-// pid file stays, so the leftover can still be judged.
+// subtrees of a big tree that many workers remove, with openat2 and
+// without it: every other entry goes, the error names both mount points,
+// nothing on them is touched, and the pid file stays, so the leftover can
+// still be judged.
 func TestParallelRemovalKeepsPIDFileOnFailure(t *testing.T) {
 	needRoot(t)
 	setRemovalWorkers(t, 8)
-	top := tempDir(t)
-	shared := tempDir(t)
-	writeFile(t, filepath.Join(shared, "keep"), "precious")
-	tops := buildTree(t, top, 40, 3, 5)
-	points := []string{filepath.Join(tops[5], "sub", "mnt"), filepath.Join(tops[30], "sub", "sub", "mnt")}
-	for _, p := range points {
-		mkdirs(t, p)
-		mount(t, shared, p, "")
-	}
-	writeFile(t, filepath.Join(top, PIDFile), "1\n")
-	fd, dev := openTop(t, top)
+	for _, withoutOpenat2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("without openat2=%v", withoutOpenat2), func(t *testing.T) {
+			if was := noOpenat2.Swap(withoutOpenat2); was != withoutOpenat2 {
+				t.Cleanup(func() { noOpenat2.Store(was) })
+			}
+			top := tempDir(t)
+			shared := tempDir(t)
+			writeFile(t, filepath.Join(shared, "keep"), "precious")
+			tops := buildTree(t, top, 40, 3, 5)
+			points := []string{filepath.Join(tops[5], "sub", "mnt"), filepath.Join(tops[30], "sub", "sub", "mnt")}
+			for _, p := range points {
+				mkdirs(t, p)
+				mount(t, shared, p, "")
+			}
+			writeFile(t, filepath.Join(top, PIDFile), "1\n")
+			fd, dev := openTop(t, top)
 
-	err := removeTreeContents(fd, top, dev, true)
-	if !errors.Is(err, errMountPoint) {
-		t.Fatalf("removeTreeContents = %v, want errors wrapping %v", err, errMountPoint)
-	}
-	for _, p := range points {
-		if !strings.Contains(err.Error(), p) {
-			t.Errorf("the error %q does not name the mount point %s", err, p)
-		}
-		if _, err := os.Stat(filepath.Join(p, "keep")); err != nil {
-			t.Errorf("the removal deleted a file on the mount at %s: %v", p, err)
-		}
-	}
-	want := []string{filepath.Base(tops[5]), filepath.Base(tops[30]), PIDFile}
-	slices.Sort(want)
-	if left := entriesOf(t, top); !slices.Equal(left, want) {
-		t.Errorf("after the removal the tree holds %v, want only %v: the mounts' ancestors and the pid file", left, want)
-	}
-	if left := entriesOf(t, tops[5]); !slices.Equal(left, []string{"sub"}) {
-		t.Errorf("%s holds %v after the removal, want only the way to the mount", tops[5], left)
+			err := removeTreeContents(fd, top, dev, true)
+			if !errors.Is(err, errMountPoint) {
+				t.Fatalf("removeTreeContents = %v, want errors wrapping %v", err, errMountPoint)
+			}
+			for _, p := range points {
+				if !strings.Contains(err.Error(), p) {
+					t.Errorf("the error %q does not name the mount point %s", err, p)
+				}
+				if _, err := os.Stat(filepath.Join(p, "keep")); err != nil {
+					t.Errorf("the removal deleted a file on the mount at %s: %v", p, err)
+				}
+			}
+			want := []string{filepath.Base(tops[5]), filepath.Base(tops[30]), PIDFile}
+			slices.Sort(want)
+			if left := entriesOf(t, top); !slices.Equal(left, want) {
+				t.Errorf("after the removal the tree holds %v, want only %v: the mounts' ancestors and the pid file", left, want)
+			}
+			if left := entriesOf(t, tops[5]); !slices.Equal(left, []string{"sub"}) {
+				t.Errorf("%s holds %v after the removal, want only the way to the mount", tops[5], left)
+			}
+		})
 	}
 }
 
