@@ -10,16 +10,17 @@ import (
 )
 
 // Removal is bounded per process, not per call: PruneDead calls that run
-// at once in one process share one removalPool, so they never run more
-// walkers together than one call would, nor hold more descriptors.
+// at once in one process share one removalPool, so together they start no
+// more helpers, and hold no more descriptors, than one call would; each
+// caller's own goroutine walks besides.
 
 // Bounds of the removal workers: the goroutines that walk trees at once,
 // the caller's own included. A walker on a disk spends most of its time
 // blocked in the kernel (ext4 mounted with discard waits on the device for
 // every freed file), so the bound follows the device's waits more than the
 // processors: on a 2-processor machine, removing 100 x 300 synced files,
-// 8 walkers beat 4 (by about a third, median of 6 rounds) and 12 or 16 did
-// no better than 8.
+// 8 walkers took less than half the time 4 did (medians of 6 rounds), and
+// 12 or 16 no less than 8.
 const (
 	// minRemovalWorkers is the fewest, whatever GOMAXPROCS says.
 	minRemovalWorkers = 8
@@ -27,8 +28,9 @@ const (
 	// device and the file system's journal rather than overlap.
 	maxRemovalWorkers = 16
 	// removalWorkersPerCPU scales the bound with GOMAXPROCS between the
-	// two, for a file system whose removals are bound by the processors
-	// rather than the device (tmpfs).
+	// two, so that on a machine of more than 4 processors the removals
+	// of a file system bound by the processors rather than a device (a
+	// tmpfs) can use them.
 	removalWorkersPerCPU = 2
 )
 
