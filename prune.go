@@ -10,9 +10,10 @@ import (
 	"strings"
 )
 
-// PruneDead's mechanics come from each system (prune_linux.go and
-// users_linux.go on Linux, prune_path.go elsewhere, with the locks of
-// slotgc_unix.go and slotgc_windows.go):
+// PruneDead's mechanics come from each system (prune_linux.go,
+// users_linux.go and removeall_parallel_linux.go on Linux, prune_path.go
+// and removals_other.go elsewhere, with the locks of slotgc_unix.go and
+// slotgc_windows.go):
 //
 //	(*swarmDir).lockForPrune() (unlock func(), err error)
 //	(*swarmDir).lockEntry(name string) (*entryLock, error)
@@ -26,6 +27,7 @@ import (
 //	(*pruneGuard).check(sw *swarmDir, l *entryLock, name string) error
 //	(*pruneGuard).recheck(sw *swarmDir, l *entryLock, name string) error
 //	(*pruneGuard).users(sw *swarmDir, name string) ([]Process, error)
+//	(*removalGroup).run(remove func()), (*removalGroup).wait()
 
 // PruneDead removes the directory tree of every dead slot (see DeadSlots)
 // and returns the names removed, sorted. It takes nothing that is not
@@ -57,6 +59,10 @@ import (
 //     mount; where the caller owns a directory it may not write or read
 //     (0555, as Go's module cache leaves them, or 0000), that directory is
 //     made usable (u+rwx) first. What another user owns is never changed.
+//     On Linux the trees of a call, and the parts of a big one, are
+//     removed by several goroutines at once: the caller's and up to 2 per
+//     GOMAXPROCS less one more (7 to 15), which all PruneDead calls in the
+//     process share.
 //
 // A TrashPrefix entry that no running PruneDead holds (one that crashed,
 // or failed to remove a tree) is finished by the next PruneDead when it is
@@ -89,18 +95,22 @@ func PruneDead(workspaceDir string) ([]string, error) {
 	sw.checkFileClock = true
 	statuses, trash := sw.classifyAll(entries)
 	var guard pruneGuard
+	var removals removalGroup
+	results := make([]pruneResult, len(statuses))
+	for i, s := range statuses {
+		if s.State.Dead() {
+			sw.prune(s.Name, &guard, &removals, &results[i])
+		}
+	}
+	removals.wait()
 	var removed []string
 	var errs []error
-	for _, s := range statuses {
-		if !s.State.Dead() {
-			continue
+	for i, r := range results {
+		if r.err != nil {
+			errs = append(errs, sw.slotError(opPrune, statuses[i].Name, r.err))
 		}
-		ok, err := sw.prune(s.Name, &guard)
-		if err != nil {
-			errs = append(errs, sw.slotError(opPrune, s.Name, err))
-		}
-		if ok {
-			removed = append(removed, s.Name)
+		if r.removed {
+			removed = append(removed, statuses[i].Name)
 		}
 	}
 	for _, name := range trash {
@@ -169,52 +179,81 @@ func trashName(kind string) string {
 	return TrashPrefix + kind + strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(rand.Uint64(), 36)
 }
 
-// prune removes the slot if it is still dead and no guard refuses,
-// reporting whether it did. A slot that is no longer there, no longer
-// dead, or held by another PruneDead is not an error: another PruneDead,
-// or its owner, got to it first.
-func (sw *swarmDir) prune(slot string, guard *pruneGuard) (bool, error) {
+// pruneResult is what became of a dead slot: removed, or why not.
+type pruneResult struct {
+	removed bool
+	err     error
+}
+
+// prune removes the slot if it is still dead and no guard refuses, setting
+// r once removals are waited for. The checks and the detaching happen now,
+// in turn with the other slots'; the removal of the detached tree may run
+// beside them (see removalGroup), its lock held until it is done.
+func (sw *swarmDir) prune(slot string, guard *pruneGuard, removals *removalGroup, r *pruneResult) {
+	lock, trash, err := sw.detach(slot, guard)
+	if lock == nil {
+		r.err = err
+		return
+	}
+	removals.run(func() {
+		defer lock.release()
+		if err := sw.removeLocked(lock, trash); err != nil {
+			if errors.Is(err, ErrInUse) {
+				r.err = sw.putBack(trash, slot, err)
+				return
+			}
+			r.err = fmt.Errorf("remove detached tree %s (the next PruneDead retries): %w", sw.entryPath(trash), err)
+			return
+		}
+		r.removed = true
+	})
+}
+
+// detach locks the slot and, if it is still dead and no guard refuses,
+// renames it to a new trash name, returning the lock, still held, and
+// that name. A slot that is no longer there, no longer dead, or held by
+// another PruneDead yields no lock and no error: another PruneDead, or its
+// owner, got to it first.
+func (sw *swarmDir) detach(slot string, guard *pruneGuard) (held *entryLock, trash string, err error) {
 	lock, err := sw.lockEntry(slot)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errBusy):
-		return false, nil
+		return nil, "", nil
 	case err != nil:
-		return false, err
+		return nil, "", err
 	}
-	defer lock.release()
+	defer func() {
+		if held == nil {
+			lock.release()
+		}
+	}()
 	var ps probeScope
 	if !sw.classify(slot, &ps).State.Dead() {
-		return false, nil
+		return nil, "", nil
 	}
 	if err := guard.check(sw, lock, slot); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil // its owner removed it while it was being checked
+			return nil, "", nil // its owner removed it while it was being checked
 		}
-		return false, err
+		return nil, "", err
 	}
 	if testHookChecked != nil {
 		testHookChecked(slot)
 	}
-	trash := trashName("")
+	trash = trashName("")
 	if err := sw.renameEntry(slot, trash); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
+			return nil, "", nil
 		}
-		return false, fmt.Errorf("detach: %w", err)
+		return nil, "", fmt.Errorf("detach: %w", err)
 	}
 	if !lock.is(sw, trash) || !sw.classify(trash, &ps).State.Dead() {
-		return false, sw.restore(trash, slot)
+		return nil, "", sw.restore(trash, slot)
 	}
 	if err := guard.recheck(sw, lock, trash); err != nil {
-		return false, sw.putBack(trash, slot, err)
+		return nil, "", sw.putBack(trash, slot, err)
 	}
-	if err := sw.removeLocked(lock, trash); err != nil {
-		if errors.Is(err, ErrInUse) {
-			return false, sw.putBack(trash, slot, err)
-		}
-		return false, fmt.Errorf("remove detached tree %s (the next PruneDead retries): %w", sw.entryPath(trash), err)
-	}
-	return true, nil
+	return lock, trash, nil
 }
 
 // testHookChecked, when set by a test, is called with a slot's name once
