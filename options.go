@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -48,8 +49,10 @@ type PruneOptions struct {
 	// running at the same time may pass a slot over, for its next call.
 	DryRun bool
 	// Progress, when not nil, is called after each dead slot is settled,
-	// from the goroutine that called Prune, with how many of the call's
-	// dead slots are settled and how many there are.
+	// with how many of the call's dead slots are settled and how many
+	// there are. The calls come one at a time, from the goroutine that
+	// called Prune or, on Linux, from one removing a detached tree beside
+	// it.
 	Progress func(done, total int, last SlotOutcome)
 }
 
@@ -263,6 +266,12 @@ type pruneRun struct {
 	recoveryErr error
 	// detached holds the outcomes of the leftovers finished.
 	detached []SlotOutcome
+
+	// mu keeps the slots' takings, which may run at once (see
+	// removalGroup), to one recovery at a time, and to one Progress call
+	// at a time, counting the slots settled in settled, of total.
+	mu             sync.Mutex
+	settled, total int
 }
 
 func prune(workspaceDir string, opts PruneOptions, measure bool) (PruneReport, error) {
@@ -290,24 +299,28 @@ func prune(workspaceDir string, opts PruneOptions, measure bool) (PruneReport, e
 			total++
 		}
 	}
-	var guard pruneGuard
-	var report PruneReport
-	if total > 0 {
-		report.Slots = make([]SlotOutcome, 0, total)
-	}
-	var errs []error
+	takings := make([]taking, 0, total)
 	for _, s := range statuses {
-		if !s.State.Dead() {
-			continue
+		if s.State.Dead() {
+			takings = append(takings, taking{run: run, out: SlotOutcome{Slot: s.Name}})
 		}
-		t := taking{run: run, out: SlotOutcome{Slot: s.Name}}
-		ok, err := sw.prune(s.Name, &guard, &t)
-		if err != nil {
-			errs = append(errs, sw.slotError(opPrune, s.Name, err))
-		}
-		report.Slots = append(report.Slots, t.settle(sw, ok, err))
-		if opts.Progress != nil {
-			opts.Progress(len(report.Slots), total, report.Slots[len(report.Slots)-1])
+	}
+	run.total = len(takings)
+	var guard pruneGuard
+	var removals removalGroup
+	for i := range takings {
+		sw.prune(takings[i].out.Slot, &guard, &removals, &takings[i])
+	}
+	removals.wait()
+	var report PruneReport
+	var errs []error
+	if len(takings) > 0 {
+		report.Slots = make([]SlotOutcome, len(takings))
+	}
+	for i, t := range takings {
+		report.Slots[i] = t.out
+		if t.err != nil {
+			errs = append(errs, sw.slotError(opPrune, t.out.Slot, t.err))
 		}
 	}
 	if !opts.DryRun {
@@ -365,6 +378,9 @@ type taking struct {
 	// directory, under a detached name that says so (trash).
 	recover bool
 	trash   string
+	// err is why the slot was kept by a failure, or why its remains
+	// could not be removed.
+	err error
 }
 
 // judge decides, for the locked dead slot that passed the guards, whether
@@ -500,10 +516,23 @@ func (t *taking) take(sw *swarmDir, l *entryLock, slot, trash string) error {
 	return nil
 }
 
-// settle completes the slot's outcome from what sw.prune returned: taken,
-// kept by a failure, or passed over (no longer dead, gone, or held by
-// another PruneDead, which a look at the slot now tells apart).
-func (t *taking) settle(sw *swarmDir, taken bool, err error) SlotOutcome {
+// settle completes the slot's outcome once it is done with: taken, kept
+// by a failure, or passed over (no longer dead, gone, or held by another
+// PruneDead, which a look at the slot now tells apart; that happens only
+// before a slot is detached, on the goroutine that called Prune), and
+// reports it to Progress.
+func (t *taking) settle(sw *swarmDir, taken bool, err error) {
+	t.err = err
+	t.complete(sw, taken, err)
+	if progress := t.run.opts.Progress; progress != nil {
+		t.run.mu.Lock()
+		defer t.run.mu.Unlock()
+		t.run.settled++
+		progress(t.run.settled, t.run.total, t.out)
+	}
+}
+
+func (t *taking) complete(sw *swarmDir, taken bool, err error) {
 	switch {
 	case err != nil && t.out.Action == Recovered:
 		t.out.Reason = err
@@ -523,7 +552,6 @@ func (t *taking) settle(sw *swarmDir, taken bool, err error) SlotOutcome {
 			t.out.Reason = errBusy
 		}
 	}
-	return t.out
 }
 
 // takeLeftover removes the locked detached tree name, which an earlier

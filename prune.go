@@ -10,9 +10,10 @@ import (
 	"strings"
 )
 
-// PruneDead's mechanics come from each system (prune_linux.go and
-// users_linux.go on Linux, prune_path.go elsewhere, with the locks of
-// slotgc_unix.go and slotgc_windows.go):
+// PruneDead's mechanics come from each system (prune_linux.go,
+// users_linux.go and removeall_parallel_linux.go on Linux, prune_path.go
+// and removals_other.go elsewhere, with the locks of slotgc_unix.go and
+// slotgc_windows.go):
 //
 //	(*swarmDir).lockForPrune() (unlock func(), err error)
 //	(*swarmDir).lockEntry(name string) (*entryLock, error)
@@ -26,6 +27,7 @@ import (
 //	(*pruneGuard).check(sw *swarmDir, l *entryLock, name string) error
 //	(*pruneGuard).recheck(sw *swarmDir, l *entryLock, name string) error
 //	(*pruneGuard).users(sw *swarmDir, name string) ([]Process, error)
+//	(*removalGroup).run(remove func()), (*removalGroup).wait()
 
 // PruneDead removes the directory tree of every dead slot (see DeadSlots)
 // and returns the names removed, sorted. It takes nothing that is not
@@ -57,6 +59,10 @@ import (
 //     mount; where the caller owns a directory it may not write or read
 //     (0555, as Go's module cache leaves them, or 0000), that directory is
 //     made usable (u+rwx) first. What another user owns is never changed.
+//     On Linux the trees of a call, and the parts of a big one, are
+//     removed by several goroutines at once: the caller's and up to 2 per
+//     GOMAXPROCS less one more (7 to 15), which all PruneDead calls in the
+//     process share.
 //
 // A TrashPrefix entry that no running PruneDead holds (one that crashed,
 // or failed to remove a tree) is finished by the next PruneDead when it is
@@ -139,52 +145,72 @@ func trashName(kind string) string {
 }
 
 // prune removes the slot if it is still dead and no guard refuses, or
-// keeps or recovers it as t's options say, reporting whether it took it.
-// A slot that is no longer there, no longer dead, or held by another
-// PruneDead is not an error: another PruneDead, or its owner, got to it
-// first.
-func (sw *swarmDir) prune(slot string, guard *pruneGuard, t *taking) (bool, error) {
+// keeps or recovers it as t's options say, settling t once it is done.
+// The checks and the detaching happen now, in turn with the other slots';
+// the taking of the detached tree may run beside them (see removalGroup),
+// its lock held until it is done.
+func (sw *swarmDir) prune(slot string, guard *pruneGuard, removals *removalGroup, t *taking) {
+	lock, trash, err := sw.detach(slot, guard, t)
+	if lock == nil {
+		t.settle(sw, false, err)
+		return
+	}
+	removals.run(func() {
+		defer lock.release()
+		err := t.take(sw, lock, slot, trash)
+		t.settle(sw, err == nil, err)
+	})
+}
+
+// detach locks the slot and, if it is still dead, no guard refuses and
+// t's options let it go, renames it to a new trash name, returning the
+// lock, still held, and that name. A slot that is no longer there, no
+// longer dead, or held by another PruneDead yields no lock and no error:
+// another PruneDead, or its owner, got to it first. So does one t's
+// options keep, which t says why.
+func (sw *swarmDir) detach(slot string, guard *pruneGuard, t *taking) (held *entryLock, trash string, err error) {
 	lock, err := sw.lockEntry(slot)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errBusy):
-		return false, nil
+		return nil, "", nil
 	case err != nil:
-		return false, err
+		return nil, "", err
 	}
-	defer lock.release()
+	defer func() {
+		if held == nil {
+			lock.release()
+		}
+	}()
 	var ps probeScope
 	if !sw.classify(slot, &ps).State.Dead() {
-		return false, nil
+		return nil, "", nil
 	}
 	if err := guard.check(sw, lock, slot); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil // its owner removed it while it was being checked
+			return nil, "", nil // its owner removed it while it was being checked
 		}
-		return false, err
+		return nil, "", err
 	}
 	if done, err := t.judge(sw, lock, slot); done || err != nil {
-		return false, err
+		return nil, "", err
 	}
 	if testHookChecked != nil {
 		testHookChecked(slot)
 	}
-	trash := t.trashName()
+	trash = t.trashName()
 	if err := sw.renameEntry(slot, trash); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
+			return nil, "", nil
 		}
-		return false, fmt.Errorf("detach: %w", err)
+		return nil, "", fmt.Errorf("detach: %w", err)
 	}
 	if !lock.is(sw, trash) || !sw.classify(trash, &ps).State.Dead() {
-		return false, sw.restore(trash, slot)
+		return nil, "", sw.restore(trash, slot)
 	}
 	if err := guard.recheck(sw, lock, trash); err != nil {
-		return false, sw.putBack(trash, slot, err)
+		return nil, "", sw.putBack(trash, slot, err)
 	}
-	if err := t.take(sw, lock, slot, trash); err != nil {
-		return false, err
-	}
-	return true, nil
+	return lock, trash, nil
 }
 
 // testHookChecked, when set by a test, is called with a slot's name once

@@ -297,6 +297,10 @@ func (rd *recoveryDir) list(measure bool) ([]Recovery, error) {
 // that it is the newest of its slot, as a copy made now would be. Its
 // errors wrap ErrNotRecoverable.
 func (r *pruneRun) recoverWorktree(sw *swarmDir, l *entryLock, slot, trash string) (string, error) {
+	// Slots are taken side by side (see removalGroup); the recovery
+	// directory's lazily opened parts are not, and renames are quick.
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	rd, err := r.recoveryDir()
 	if rd == nil {
 		return "", notRecoverable(r.recoveryPath(), err)

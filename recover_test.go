@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -617,5 +618,41 @@ func TestPruneOptionsFromEnv(t *testing.T) {
 	}
 	if _, err := Prune(tempDir(t), PruneOptions{Keep: -time.Second}); err == nil {
 		t.Error("Prune(ws, Keep -1s) = nil error, want a refusal")
+	}
+}
+
+// TestPruneRecoversManyAtOnce recovers several slots in one call, whose
+// trees may be taken side by side: each worktree arrives whole under its
+// own entry, and Progress counts the slots one call at a time.
+func TestPruneRecoversManyAtOnce(t *testing.T) {
+	const slots = 8
+	ws, swarm := workspace(t)
+	dead := pidLine(deadPID(t))
+	for i := range slots {
+		addWorktree(t, addSlot(t, swarm, "s"+strconv.Itoa(i), dead))
+	}
+	var counted []int
+	report, err := Prune(ws, PruneOptions{Keep: retention, Progress: func(done, total int, _ SlotOutcome) {
+		if total != slots {
+			t.Errorf("Progress total = %d, want %d", total, slots)
+		}
+		counted = append(counted, done)
+	}})
+	if err != nil || len(report.Slots) != slots {
+		t.Fatalf("Prune(ws, Keep) = %d outcomes, %v, want %d, nil", len(report.Slots), err, slots)
+	}
+	entries := map[string]bool{}
+	for _, o := range report.Slots {
+		if o.Action != Recovered || entries[o.Recovery] {
+			t.Errorf("Prune(ws, Keep) %s = %+v, want recovered to an entry of its own", o.Slot, o)
+			continue
+		}
+		entries[o.Recovery] = true
+		if files := readTree(t, o.Recovery); !maps.Equal(files, worktreeFiles) {
+			t.Errorf("entry of %s holds %v, want the worktree's files", o.Slot, slices.Sorted(maps.Keys(files)))
+		}
+	}
+	if want := []int{1, 2, 3, 4, 5, 6, 7, 8}; !slices.Equal(counted, want) {
+		t.Errorf("Progress counted %v, want %v", counted, want)
 	}
 }

@@ -3,15 +3,19 @@
 package slotgc
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // A tree is walked and removed through descriptors only: every directory is
@@ -38,7 +42,8 @@ var errMountPoint = errors.New("a mount point")
 // device is dev) without following a symlink or crossing into another
 // mount: crossing yields errMountPoint.
 func openSubdir(dirfd int, name string, dev uint64) (int, error) {
-	path, err := makePath(nil, name)
+	var buf [nameBuf]byte
+	path, err := makePath(buf[:], name)
 	if err != nil {
 		return -1, err
 	}
@@ -110,48 +115,241 @@ func dirIdentity(fd int) (dev, ino uint64, err error) {
 	return uint64(st.Dev), st.Ino, nil
 }
 
+// nameBuf holds a file name and its NUL: Linux names are at most 255
+// bytes (NAME_MAX), and a longer one outgrows the buffer onto the heap.
+const nameBuf = 256
+
+// fdWaitLimit is how long a walk waits for a descriptor to come free while
+// the process or the system is out of them (EMFILE, ENFILE), before the
+// directory it could not open fails the removal. A directory is never
+// skipped for want of one. Tests shorten it.
+var fdWaitLimit = 2 * time.Second
+
 // removeTreeContents removes everything inside the open directory fd, whose
 // device is dev, depth first, through descriptors. It never crosses into
 // another mount and never follows a symlink (a symlink is removed as
 // itself). Where the caller lacks permission on a directory it owns, the
 // directory is made usable (u+rwx) and the step tried again, as
 // `go clean -modcache` does for Go's read-only module cache; a directory of
-// another user's stays as it is and its error stands.
+// another user's stays as it is and its error stands. A failure on one
+// entry does not stop the others; the error joins them all.
+//
+// Subdirectories, and shares of the files of a directory that holds many,
+// are handed to other goroutines while the removal workers' bound allows
+// (see removalPool): on a disk that makes each freed file wait on the
+// device, as ext4 mounted with discard does, walkers that wait side by
+// side finish sooner than one alone. Each walker opens its directories as
+// a lone one would.
 //
 // At the top of a slot's tree (top) the pid file goes last, and only once
-// everything else has gone: a pruner that crashes or fails midway leaves a
-// tree whose pid file still tells that it is garbage (see finishLeftover).
+// everything else has gone, every helper's share included: a pruner that
+// crashes or fails midway leaves a tree whose pid file still tells that it
+// is garbage (see finishLeftover).
 func removeTreeContents(fd int, path string, dev uint64, top bool) error {
+	r := treeRemoval{pool: removalWorkers(), dev: dev}
+	r.removeContents(fd, path, top)
+	return r.err()
+}
+
+// minHelpedEntries is how many entries a tree must have shown before its
+// walkers take helpers: a tree smaller than that is gone in about the time
+// it takes to start one, and is removed by its caller alone.
+const minHelpedEntries = 64
+
+// filesPerHelper is how many of a directory's files a helper takes at
+// once: enough that starting it costs little beside their removal, few
+// enough that a directory of a few hundred files is shared.
+const filesPerHelper = 64
+
+// treeRemoval is the removal of one tree, shared by its walkers.
+type treeRemoval struct {
+	pool *removalPool
+	dev  uint64
+	// seen counts the entries read so far, which tells how big the tree
+	// is before it is walked through.
+	seen atomic.Int64
+	mu   sync.Mutex
+	errs []error
+}
+
+// mayHelp reports whether the tree is big enough for helpers.
+func (r *treeRemoval) mayHelp() bool { return r.seen.Load() >= minHelpedEntries }
+
+// fail records an error of the removal.
+func (r *treeRemoval) fail(err error) {
+	r.mu.Lock()
+	r.errs = append(r.errs, err)
+	r.mu.Unlock()
+}
+
+// err joins the removal's errors, ordered by their text: walkers record
+// them in whatever order they meet them, and a caller should read the
+// same error for the same tree.
+func (r *treeRemoval) err() error {
+	type keyed struct {
+		text string
+		err  error
+	}
+	sorted := make([]keyed, len(r.errs))
+	for i, err := range r.errs {
+		sorted[i] = keyed{err.Error(), err}
+	}
+	slices.SortFunc(sorted, func(a, b keyed) int { return strings.Compare(a.text, b.text) })
+	errs := make([]error, len(sorted))
+	for i, k := range sorted {
+		errs[i] = k.err
+	}
+	return errors.Join(errs...)
+}
+
+// removeContents removes what the open directory fd, at path, holds, and
+// reports whether all of it went.
+func (r *treeRemoval) removeContents(fd int, path string, top bool) bool {
 	entries, err := readTreeEntries(fd)
 	if errors.Is(err, syscall.EACCES) && makeUsable(fd) {
 		entries, err = readTreeEntries(fd)
 	}
 	if err != nil {
-		return &fs.PathError{Op: "readdirent", Path: path, Err: err}
+		r.fail(&fs.PathError{Op: "readdirent", Path: path, Err: err})
+		return false
 	}
-	if top {
-		entries = pidFileLast(entries)
+	r.seen.Add(int64(len(entries)))
+	removalOrder(entries, top)
+	var last *dirEntry
+	if n := len(entries); top && n > 0 && entries[n-1].name == PIDFile {
+		last, entries = &entries[n-1], entries[:n-1]
 	}
-	var errs []error
-	for _, e := range entries {
-		if top && e.name == PIDFile && len(errs) > 0 {
-			break
+	var helpers sync.WaitGroup
+	var failed atomic.Bool
+	for i := 0; i < len(entries); i++ {
+		e := entries[i]
+		// The files left, when they are many, are shared: helpers take
+		// them from the end, filesPerHelper each, this walker goes on from
+		// the start.
+		for !e.isDir && len(entries)-i >= 2*filesPerHelper && r.mayHelp() && r.pool.lend() {
+			share := entries[len(entries)-filesPerHelper:]
+			entries = entries[:len(entries)-filesPerHelper]
+			helpers.Go(func() {
+				defer r.pool.giveBack()
+				for _, f := range share {
+					if !r.unlink(fd, path, f.name, 0) {
+						failed.Store(true)
+					}
+				}
+			})
 		}
-		if err := removeEntry(fd, e, filepath.Join(path, e.name), dev); err != nil {
-			errs = append(errs, err)
+		// A subdirectory is handed off only while this walker has more of
+		// its own to do: else it would just wait for the helper.
+		if !r.removeEntry(fd, path, e, i < len(entries)-1, &helpers, &failed) {
+			failed.Store(true)
 		}
 	}
-	return errors.Join(errs...)
+	helpers.Wait()
+	if failed.Load() {
+		return false
+	}
+	return last == nil || r.removeEntry(fd, path, *last, false, nil, nil)
 }
 
-// pidFileLast moves the pid file, if entries hold it, to their end.
-func pidFileLast(entries []dirEntry) []dirEntry {
-	for i, e := range entries {
-		if e.name == PIDFile {
-			return append(append(entries[:i:i], entries[i+1:]...), e)
+// removalOrder sorts the entries of a directory for removal: directories
+// first, so that helpers take them while this walker unlinks the files;
+// then the files by inode number, the order of their inodes on disk; and at
+// the top of a slot's tree, its pid file last.
+func removalOrder(entries []dirEntry, top bool) {
+	rank := func(e dirEntry) int {
+		switch {
+		case top && e.name == PIDFile:
+			return 2
+		case e.isDir:
+			return 0
 		}
+		return 1
 	}
-	return entries
+	slices.SortFunc(entries, func(a, b dirEntry) int {
+		return cmp.Or(cmp.Compare(rank(a), rank(b)), cmp.Compare(a.ino, b.ino))
+	})
+}
+
+// removeEntry removes the entry e of the open directory dirfd, at dirPath,
+// and reports whether it went. A subdirectory may be handed to a helper
+// goroutine, when others tells that this walker has more to do and the
+// pool lends one; the helper is counted in helpers, and its failure set in
+// failed.
+func (r *treeRemoval) removeEntry(dirfd int, dirPath string, e dirEntry, others bool, helpers *sync.WaitGroup, failed *atomic.Bool) bool {
+	if !e.isDir {
+		return r.unlink(dirfd, dirPath, e.name, 0)
+	}
+	path := filepath.Join(dirPath, e.name)
+	sub, err := r.openDir(dirfd, e.name)
+	if err != nil {
+		r.fail(&fs.PathError{Op: "open", Path: path, Err: err})
+		return false
+	}
+	if others && r.mayHelp() && r.pool.lend() {
+		helpers.Go(func() {
+			defer r.pool.giveBack()
+			if !r.removeDir(dirfd, dirPath, e.name, sub, path) {
+				failed.Store(true)
+			}
+		})
+		return true
+	}
+	return r.removeDir(dirfd, dirPath, e.name, sub, path)
+}
+
+// removeDir empties the open directory sub, the entry name of dirfd, closes
+// it and removes it, and reports whether it went. The walker of dirfd
+// keeps it open until its helpers are done.
+func (r *treeRemoval) removeDir(dirfd int, dirPath, name string, sub int, path string) bool {
+	emptied := r.removeContents(sub, path, false)
+	r.closeDir(sub)
+	return emptied && r.unlink(dirfd, dirPath, name, atRemoveDir)
+}
+
+// unlink removes the entry name of the open directory dirfd, at dirPath
+// (flags atRemoveDir for a directory), making dirfd usable first if the
+// caller owns it and may not write it; an entry already gone counts as
+// removed.
+func (r *treeRemoval) unlink(dirfd int, dirPath, name string, flags int) bool {
+	var buf [nameBuf]byte
+	path, err := makePath(buf[:], name)
+	if err == nil {
+		err = unlinkat(dirfd, path, flags)
+	}
+	if errors.Is(err, syscall.EACCES) && makeUsable(dirfd) {
+		err = unlinkat(dirfd, path, flags)
+	}
+	if err != nil && !errors.Is(err, syscall.ENOENT) {
+		r.fail(&fs.PathError{Op: "unlinkat", Path: filepath.Join(dirPath, name), Err: err})
+		return false
+	}
+	return true
+}
+
+// openDir opens the subdirectory name of dirfd for the walk (see
+// openSubdir), making it usable first if the caller owns it and may not
+// read it, and counts the descriptor in the pool's. Out of descriptors it
+// waits, up to fdWaitLimit, for one to come free.
+func (r *treeRemoval) openDir(dirfd int, name string) (int, error) {
+	var fd int
+	var err error
+	pollUntil(func() bool {
+		fd, err = openSubdir(dirfd, name, r.dev)
+		if errors.Is(err, syscall.EACCES) && makeUsableAt(dirfd, name) {
+			fd, err = openSubdir(dirfd, name, r.dev)
+		}
+		return !errors.Is(err, syscall.EMFILE) && !errors.Is(err, syscall.ENFILE)
+	}, fdWaitLimit)
+	if err == nil {
+		r.pool.fds.Add(1)
+	}
+	return fd, err
+}
+
+// closeDir closes a descriptor openDir opened.
+func (r *treeRemoval) closeDir(fd int) {
+	syscall.Close(fd)
+	r.pool.fds.Add(-1)
 }
 
 // holdsNoFiles reports whether the tree under the open directory fd, whose
@@ -177,39 +375,6 @@ func holdsNoFiles(fd int, dev uint64) (bool, error) {
 		}
 	}
 	return true, nil
-}
-
-// removeEntry removes one entry of the open directory dirfd.
-func removeEntry(dirfd int, e dirEntry, path string, dev uint64) error {
-	if e.isDir {
-		sub, err := openSubdir(dirfd, e.name, dev)
-		if errors.Is(err, syscall.EACCES) && makeUsableAt(dirfd, e.name) {
-			sub, err = openSubdir(dirfd, e.name, dev)
-		}
-		if err != nil {
-			return &fs.PathError{Op: "open", Path: path, Err: err}
-		}
-		err = removeTreeContents(sub, path, dev, false)
-		syscall.Close(sub)
-		if err != nil {
-			return err
-		}
-	}
-	flags := 0
-	if e.isDir {
-		flags = atRemoveDir
-	}
-	name, err := makePath(nil, e.name)
-	if err == nil {
-		err = unlinkat(dirfd, name, flags)
-	}
-	if errors.Is(err, syscall.EACCES) && makeUsable(dirfd) {
-		err = unlinkat(dirfd, name, flags)
-	}
-	if err != nil && !errors.Is(err, syscall.ENOENT) {
-		return &fs.PathError{Op: "unlinkat", Path: path, Err: err}
-	}
-	return nil
 }
 
 // makeUsable gives the owner of the open directory fd read, write and
