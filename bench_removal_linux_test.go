@@ -39,7 +39,6 @@ const (
 )
 
 func BenchmarkPruneWorktree(b *testing.B) {
-	dead := pidLine(deadPID(b))
 	for _, place := range []struct {
 		fs   string
 		root func(*testing.B) string
@@ -75,7 +74,7 @@ func BenchmarkPruneWorktree(b *testing.B) {
 					var cpu time.Duration
 					for b.Loop() {
 						b.StopTimer()
-						ws, slot := buildDeadWorktree(b, root, dead)
+						ws, slot := buildDeadWorktree(b, root)
 						start := cpuTime(b, who)
 						b.StartTimer()
 						remove(b, ws, slot)
@@ -118,8 +117,10 @@ func rmWorktree(b *testing.B, _, slot string) {
 }
 
 // buildDeadWorktree makes a workspace under root with one dead slot whose
-// wt directory holds the benchmark's tree, and syncs it to disk.
-func buildDeadWorktree(b *testing.B, root, dead string) (ws, slot string) {
+// wt directory holds the benchmark's tree, and syncs it to disk. Each slot
+// gets a pid freshly dead: over a long run, on a busy machine, an older
+// one could be taken again.
+func buildDeadWorktree(b *testing.B, root string) (ws, slot string) {
 	b.Helper()
 	ws, err := os.MkdirTemp(root, "ws-")
 	if err != nil {
@@ -146,7 +147,7 @@ func buildDeadWorktree(b *testing.B, root, dead string) (ws, slot string) {
 	if err := errors.Join(errs...); err != nil {
 		b.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(slot, PIDFile), []byte(dead), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(slot, PIDFile), []byte(pidLine(deadPID(b))), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	// syncfs(2) is not named by the syscall package on every architecture;

@@ -14,10 +14,13 @@ import (
 
 // dirent encodes one linux_dirent64 record, padded to 8 bytes as the
 // kernel does.
-func dirent(name string, typ byte) []byte {
+func dirent(name string, typ byte) []byte { return direntWithIno(name, 1, typ) }
+
+// direntWithIno is dirent with the inode number ino.
+func direntWithIno(name string, ino uint64, typ byte) []byte {
 	reclen := (19 + len(name) + 1 + 7) &^ 7
 	rec := make([]byte, reclen)
-	binary.NativeEndian.PutUint64(rec[0:], 1)
+	binary.NativeEndian.PutUint64(rec[0:], ino)
 	binary.NativeEndian.PutUint16(rec[16:], uint16(reclen))
 	rec[18] = typ
 	copy(rec[19:], name)
@@ -111,7 +114,7 @@ func FuzzAppendDirents(f *testing.F) {
 			if e.isDir {
 				typ = 4
 			}
-			again = append(again, dirent(e.name, typ)...)
+			again = append(again, direntWithIno(e.name, e.ino, typ)...)
 		}
 		if got, err := appendDirents(nil, again, fd); !slices.Equal(got, entries) || err != nil {
 			t.Fatalf("round trip of %q: %v, %v, want %v", buf, got, err, entries)

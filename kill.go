@@ -155,9 +155,10 @@ func KillSlot(workspaceDir string, s Slot) (bool, error) {
 var errRecycled = errors.New("the pid was recycled")
 
 // ErrUnidentified is KillSlot's cause when it cannot establish that the
-// process behind the slot's pid is the leaf — its start time cannot be
-// read, or /proc describes another pid namespace — and so does not signal
-// it.
+// process behind the slot's pid is the leaf — its start time or owner
+// cannot be read, /proc describes another pid namespace, or it runs as
+// another user than the one who owns the pid file — and so does not
+// signal it.
 var ErrUnidentified = errors.New("cannot tell whether the process is the slot's leaf; not signalled")
 
 // pollUntil calls done with a backoff from 100µs up to 5ms until it

@@ -83,7 +83,13 @@ func openSubdir(dirfd int, name string, dev uint64) (int, error) {
 			err = errMountPoint
 		}
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		// No descriptor to read fdinfo with: the walk waits for one, as
+		// for any other open, rather than take the directory for a mount.
+		syscall.Close(fd)
+		return -1, err
+	case err != nil:
 		syscall.Close(fd)
 		return -1, fmt.Errorf("%w (or cannot tell: %v)", errMountPoint, err)
 	}
