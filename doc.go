@@ -3,13 +3,14 @@
 // It promises never to call a slot dead while the process its pid file
 // names may still be the worker that wrote it, never to remove a slot that
 // is not dead at the moment of removal, never to remove anything on another
-// mount or outside the swarm directory, never to remove a slot some
+// mount or outside the swarm directory (but for the recovery entries it
+// made, once their retention has passed), never to remove a slot some
 // process is still working in (where the system lets that be seen), never
-// to signal a process it cannot show to be the slot's leaf (where the
-// system gives process handles), and never to signal pid 0, -1, 1 or the
-// caller itself. Where it cannot establish a fact, it takes the answer
-// that loses nothing and says why in the error. It uses the standard
-// library only.
+// to remove a worktree it was asked to recover, never to signal a process
+// it cannot show to be the slot's leaf (where the system gives process
+// handles), and never to signal pid 0, -1, 1 or the caller itself. Where it
+// cannot establish a fact, it takes the answer that loses nothing and says
+// why in the error. It uses the standard library only.
 //
 // # Layout
 //
@@ -97,6 +98,58 @@
 // clock (a TrashPrefix name too) is held locked while it exists, and one
 // whose maker is gone is removed. How much of this each system allows is
 // in Systems.
+//
+// # Grace period and recovery
+//
+// In the swarm CLI a slot's pid file names `bones swarm join`, which
+// exits once the join is done, so after the hub went down every slot
+// reads dead, and removing them would take worktrees holding uncommitted
+// work. Prune therefore takes PruneOptions, which PruneDead reads from the
+// environment (IdleEnv, SLOTGC_IDLE, and KeepEnv, SLOTGC_KEEP, each a Go
+// duration string; unset or empty, PruneDead removes at once as it always
+// has; a value that does not parse makes it remove nothing):
+//
+//   - Idle, a grace period: a dead slot holding any entry modified within
+//     it is kept, reported as recently changed (ErrRecentlyChanged). The
+//     modification times are looked at by a walk that stops at the first
+//     recent entry, follows no symlink and crosses no mount; a slot whose
+//     walk cannot finish (a directory it may not read) is kept, with an
+//     error.
+//   - Keep, recoverable removal: a dead slot's worktree, its directory
+//     WorktreeDir ("wt") when it has one, is moved by a single rename into
+//     the recovery directory, "recovery" in the state directory (see
+//     RecoveryPath), as <slot>-<unix seconds>, and the rest of the slot is
+//     removed. This is the swarm CLI's own convention (from its 0.7.3
+//     release), so `bones apply --slot <slot>` finds the entry; its
+//     modification time is set to the prune's, as the CLI picks a slot's
+//     newest entry by that. Where the rename cannot be done (another file
+//     system or mount, no permission) the slot is kept whole with an error
+//     wrapping ErrNotRecoverable: a worktree is never copied, and never
+//     removed instead. Recoveries lists the entries and Restore moves one
+//     back.
+//
+// Which entries slotgc made is recorded beside them, never in them: a
+// small file per entry in <recovery>/.slotgc, holding when the prune made
+// the entry and the identity of the worktree directory (device, inode and,
+// on Linux where the file system keeps it, birth time), which a rename
+// keeps. A later prune with Keep removes an entry once Keep has passed
+// since the prune that made it, whatever the age of the files in it, and
+// only if the entry is still the directory recorded; an entry without a
+// matching record, such as the CLI's own, is never touched. The records
+// directory's name holds no "-", so no <slot>-* lookup matches it.
+//
+// The steps are ordered so that a crash loses no worktree and leaves
+// nothing that cannot be judged. A slot to recover is detached, as any
+// slot is, but under a TrashPrefix name that says its worktree is to be
+// recovered and names the slot; a later PruneDead, whatever its options,
+// recovers such a leftover's worktree before it removes the rest, and
+// keeps it where it cannot. The record is written (and held locked) before
+// the rename and dropped if the rename fails, so an entry slotgc made is
+// never unrecorded; a record left without its entry is dropped by a later
+// expiry. An entry to expire is locked, checked against its record and
+// renamed into the records directory before it is removed, so a removal
+// cut short never leaves half an entry for bones apply or Restore to take,
+// and a later expiry finishes it.
 //
 // # Systems
 //
@@ -186,7 +239,15 @@
 //   - Before Linux 3.15, or on a file system that refuses
 //     RENAME_NOREPLACE, a slot restored after it came back to life could
 //     replace an empty directory made under its name in the moment
-//     between a check and the rename.
+//     between a check and the rename; so could a worktree moved into the
+//     recovery directory, there.
+//   - The recovery directory is opened through the state directory's
+//     path and then worked on by its descriptor, as the swarm directory
+//     is. Bytes are allocated blocks (st_blocks × 512), each file with
+//     several links once, as du counts them. A recovery entry's identity
+//     includes its birth time where statx gives one (Linux 4.11 and a file
+//     system that keeps it); elsewhere a directory made under the inode
+//     number of one removed could pass for it.
 //
 // macOS and the BSDs: the standard library offers no cheap view of a
 // process's state or start time, nor of the files it uses. A zombie counts
@@ -198,7 +259,8 @@
 // swarm directory resolves its path again, so a swarm directory swapped for
 // a symlink in the middle of a call can steer it; a mount point is told by
 // a change of device; a restore can replace an empty directory made under
-// the slot's name.
+// the slot's name. The recovery directory is worked on by path alike; a
+// recovery entry is known by its device and inode alone.
 //
 // Windows: liveness is asked of a process handle (OpenProcess, then
 // WaitForSingleObject with no wait), since os.Process.Signal supports only
@@ -223,5 +285,11 @@
 // and symlinks in a tree are removed as links, never followed. PruneDead
 // calls on one swarm directory take turns, holding a file there,
 // TrashPrefix+"lock", open with no sharing: Windows has no lock on a
-// directory that dies with its holder.
+// directory that dies with its holder; Restore takes its turn alike. The
+// recovery directory is worked on by path; Bytes are file sizes (the
+// standard library gives no allocation size), a hard link counted at each
+// name; and a recovery entry is known by its name alone, as the standard
+// library keeps a file's volume and index to itself. A recovery directory
+// on another volume shows only when the rename fails, after the slot was
+// detached; the slot is then renamed back.
 package slotgc

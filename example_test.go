@@ -1,12 +1,14 @@
 package slotgc_test
 
 import (
+	"errors"
 	"fmt"
 	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/bones-swarm/slotgc"
 )
@@ -95,6 +97,59 @@ func ExamplePruneDead() {
 		log.Print(err)
 	}
 	// Output: removed beta
+}
+
+func ExamplePrune() {
+	ws := exampleWorkspace()
+	defer os.RemoveAll(ws)
+	// beta's leaf has exited, leaving work in its worktree, edited just now.
+	worktree := filepath.Join(ws, slotgc.SwarmDir, "beta", slotgc.WorktreeDir)
+	if err := os.MkdirAll(worktree, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(worktree, "notes.txt"), []byte("half done\n"), 0o644); err != nil {
+		log.Fatal(err)
+	}
+
+	// A grace period keeps a dead slot that changed within it.
+	report, err := slotgc.Prune(ws, slotgc.PruneOptions{Idle: time.Hour})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, o := range report.Slots {
+		fmt.Println(o.Slot, o.Action, "as recently changed:", errors.Is(o.Reason, slotgc.ErrRecentlyChanged))
+	}
+
+	// Recoverable removal moves its worktree into the recovery directory,
+	// whence Restore brings it back.
+	report, err = slotgc.Prune(ws, slotgc.PruneOptions{Keep: 7 * 24 * time.Hour})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, o := range report.Slots {
+		fmt.Println(o.Slot, o.Action, "into", filepath.Base(filepath.Dir(o.Recovery)))
+	}
+	entries, err := slotgc.Recoveries(ws)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, e := range entries {
+		fmt.Println("recovery entry of", e.Slot, "made by slotgc:", e.BySlotgc)
+	}
+	restored, err := slotgc.Restore(ws, "beta")
+	if err != nil {
+		log.Fatal(err)
+	}
+	notes, err := os.ReadFile(filepath.Join(worktree, "notes.txt"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("restored %s: %s", restored.Slot, notes)
+	// Output:
+	// beta kept as recently changed: true
+	// beta recovered into recovery
+	// recovery entry of beta made by slotgc: true
+	// restored beta: half done
 }
 
 func ExampleKill() {

@@ -77,56 +77,21 @@ import (
 // with it. Processes of the caller's own user that could not be looked
 // into are named in an error wrapping ErrUninspected (see the package doc,
 // Systems). Any other error that holds no *SlotError means the swarm
-// directory itself could not be read. A missing swarm directory yields
-// nil, nil.
+// directory itself could not be read, or the environment's options do not
+// parse. A missing swarm directory yields nil, nil.
+//
+// PruneDead is Prune with the options the environment sets (see
+// PruneOptionsFromEnv): with IdleEnv (SLOTGC_IDLE) and KeepEnv
+// (SLOTGC_KEEP) unset or empty it removes every dead slot at once, as it
+// always has; a value that does not parse is an error, and nothing is
+// removed. It then returns the names of the slots it took, removed or
+// recovered, and measures nothing. A detached tree whose name says its
+// pruner meant to recover its worktree has the worktree recovered before
+// it is removed, whatever the options (see Prune).
 //
 // How much of each guard a system can give is in the package doc, Systems.
 func PruneDead(workspaceDir string) ([]string, error) {
-	sw, entries, err := openSwarm(SwarmPath(workspaceDir))
-	if sw == nil {
-		return nil, err
-	}
-	defer sw.close()
-	unlock, err := sw.lockForPrune()
-	if err != nil {
-		return nil, fmt.Errorf("slotgc: prune: %w", err)
-	}
-	defer unlock()
-	sw.checkFileClock = true
-	statuses, trash := sw.classifyAll(entries)
-	var guard pruneGuard
-	var removals removalGroup
-	results := make([]pruneResult, len(statuses))
-	for i, s := range statuses {
-		if s.State.Dead() {
-			sw.prune(s.Name, &guard, &removals, &results[i])
-		}
-	}
-	removals.wait()
-	var removed []string
-	var errs []error
-	for i, r := range results {
-		if r.err != nil {
-			errs = append(errs, sw.slotError(opPrune, statuses[i].Name, r.err))
-		}
-		if r.removed {
-			removed = append(removed, statuses[i].Name)
-		}
-	}
-	for _, name := range trash {
-		if err := sw.finishLeftover(name, &guard); err != nil {
-			errs = append(errs, sw.slotError(opPrune, name, err))
-		}
-	}
-	for _, e := range entries {
-		if !e.isDir && strings.HasPrefix(e.name, clockProbePrefix) {
-			if err := sw.removeStaleProbe(e.name); err != nil {
-				errs = append(errs, sw.slotError(opPrune, e.name, err))
-			}
-		}
-	}
-	errs = append(errs, guard.uninspectedError())
-	return removed, errors.Join(errs...)
+	return pruneDead(workspaceDir)
 }
 
 // Users returns the processes that use each of the named slot directories
@@ -179,42 +144,31 @@ func trashName(kind string) string {
 	return TrashPrefix + kind + strconv.Itoa(os.Getpid()) + "." + strconv.FormatUint(rand.Uint64(), 36)
 }
 
-// pruneResult is what became of a dead slot: removed, or why not.
-type pruneResult struct {
-	removed bool
-	err     error
-}
-
-// prune removes the slot if it is still dead and no guard refuses, setting
-// r once removals are waited for. The checks and the detaching happen now,
-// in turn with the other slots'; the removal of the detached tree may run
-// beside them (see removalGroup), its lock held until it is done.
-func (sw *swarmDir) prune(slot string, guard *pruneGuard, removals *removalGroup, r *pruneResult) {
-	lock, trash, err := sw.detach(slot, guard)
+// prune removes the slot if it is still dead and no guard refuses, or
+// keeps or recovers it as t's options say, settling t once it is done.
+// The checks and the detaching happen now, in turn with the other slots';
+// the taking of the detached tree may run beside them (see removalGroup),
+// its lock held until it is done.
+func (sw *swarmDir) prune(slot string, guard *pruneGuard, removals *removalGroup, t *taking) {
+	lock, trash, err := sw.detach(slot, guard, t)
 	if lock == nil {
-		r.err = err
+		t.settle(sw, false, err)
 		return
 	}
 	removals.run(func() {
 		defer lock.release()
-		if err := sw.removeLocked(lock, trash); err != nil {
-			if errors.Is(err, ErrInUse) {
-				r.err = sw.putBack(trash, slot, err)
-				return
-			}
-			r.err = fmt.Errorf("remove detached tree %s (the next PruneDead retries): %w", sw.entryPath(trash), err)
-			return
-		}
-		r.removed = true
+		err := t.take(sw, lock, slot, trash)
+		t.settle(sw, err == nil, err)
 	})
 }
 
-// detach locks the slot and, if it is still dead and no guard refuses,
-// renames it to a new trash name, returning the lock, still held, and
-// that name. A slot that is no longer there, no longer dead, or held by
-// another PruneDead yields no lock and no error: another PruneDead, or its
-// owner, got to it first.
-func (sw *swarmDir) detach(slot string, guard *pruneGuard) (held *entryLock, trash string, err error) {
+// detach locks the slot and, if it is still dead, no guard refuses and
+// t's options let it go, renames it to a new trash name, returning the
+// lock, still held, and that name. A slot that is no longer there, no
+// longer dead, or held by another PruneDead yields no lock and no error:
+// another PruneDead, or its owner, got to it first. So does one t's
+// options keep, which t says why.
+func (sw *swarmDir) detach(slot string, guard *pruneGuard, t *taking) (held *entryLock, trash string, err error) {
 	lock, err := sw.lockEntry(slot)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errBusy):
@@ -237,10 +191,13 @@ func (sw *swarmDir) detach(slot string, guard *pruneGuard) (held *entryLock, tra
 		}
 		return nil, "", err
 	}
+	if done, err := t.judge(sw, lock, slot); done || err != nil {
+		return nil, "", err
+	}
 	if testHookChecked != nil {
 		testHookChecked(slot)
 	}
-	trash = trashName("")
+	trash = t.trashName()
 	if err := sw.renameEntry(slot, trash); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, "", nil
@@ -286,7 +243,7 @@ func (sw *swarmDir) restore(trashName, slot string) error {
 
 // finishLeftover removes a trash entry that no PruneDead is at work on, if
 // it is surely garbage.
-func (sw *swarmDir) finishLeftover(name string, guard *pruneGuard) error {
+func (sw *swarmDir) finishLeftover(name string, guard *pruneGuard, run *pruneRun) error {
 	lock, err := sw.lockEntry(name)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errBusy):
@@ -317,8 +274,5 @@ func (sw *swarmDir) finishLeftover(name string, guard *pruneGuard) error {
 	if err := guard.check(sw, lock, name); err != nil {
 		return fmt.Errorf("detached tree %s: %w", path, err)
 	}
-	if err := sw.removeLocked(lock, name); err != nil {
-		return fmt.Errorf("finish removing detached tree %s: %w", path, err)
-	}
-	return nil
+	return run.takeLeftover(sw, lock, name)
 }

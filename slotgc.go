@@ -125,17 +125,29 @@ func SwarmPath(workspaceDir string) string {
 // SlotError is the error for one entry of the swarm directory — a slot, or
 // one of PruneDead's TrashPrefix entries — that a call could not finish
 // with: PruneDead's for one it could not remove, Users' for one it could
-// not look into, KillSlot's for a leaf it could not stop. Like
+// not look into, KillSlot's for a leaf it could not stop, Restore's for
+// one it could not restore. Prune's errors for a recovery entry it could
+// not remove once its retention passed have Op "expire" and Slot the
+// entry's name in the recovery directory, or Slot "" when the recovery
+// directory itself could not be read. Like
 // fs.PathError it records the operation and the path along with the
 // cause, which it wraps, so errors.Is(err, fs.ErrPermission) works.
 type SlotError struct {
-	Op   string // what was being done: "prune", "find users of" or "stop"
-	Slot string // the entry's name in the swarm directory
+	Op   string // what was being done: "prune", "find users of", "stop", "restore", "measure" or "expire"
+	Slot string // the entry's name in the swarm directory (see above for "expire")
 	Path string // the entry's path
 	Err  error
 }
 
-func (e *SlotError) Error() string { return fmt.Sprintf("slotgc: %s slot %q: %v", e.Op, e.Slot, e.Err) }
+func (e *SlotError) Error() string {
+	switch {
+	case e.Op == opExpire && e.Slot != "":
+		return fmt.Sprintf("slotgc: %s recovery entry %q: %v", e.Op, e.Slot, e.Err)
+	case e.Slot == "":
+		return fmt.Sprintf("slotgc: %s %s: %v", e.Op, e.Path, e.Err)
+	}
+	return fmt.Sprintf("slotgc: %s slot %q: %v", e.Op, e.Slot, e.Err)
+}
 
 func (e *SlotError) Unwrap() error { return e.Err }
 

@@ -139,6 +139,9 @@ func TestMain(m *testing.M) {
 	// The tests lay out their own state directories; one relocated by the
 	// caller's environment would send every call elsewhere.
 	os.Unsetenv(StateDirEnv)
+	// Nor may the caller's prune options change what PruneDead does.
+	os.Unsetenv(IdleEnv)
+	os.Unsetenv(KeepEnv)
 	if err := checkSpawn(); err != nil {
 		spawnBroken = fmt.Sprintf("the test binary cannot start itself again here (%v)", err)
 		emulated = errors.Is(err, syscall.ENOEXEC)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"testing"
@@ -274,4 +275,15 @@ func shapeText(shape any) string {
 		return fmt.Sprint(shape)
 	}
 	return string(text)
+}
+
+// sizeText matches a size as the text output gives it, which depends on
+// the file system.
+var sizeText = regexp.MustCompile(`\d+(\.\d)? (B|[KMGTPE]iB)`)
+
+// elideSizes returns r with every size in its output written SIZE.
+func elideSizes(r result) result {
+	r.stdout = sizeText.ReplaceAllString(r.stdout, "SIZE")
+	r.stderr = sizeText.ReplaceAllString(r.stderr, "SIZE")
+	return r
 }

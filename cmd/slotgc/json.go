@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"time"
 
 	"github.com/bones-swarm/slotgc"
 )
@@ -30,9 +31,12 @@ type noteJSON struct {
 
 // statusJSON is the output of status.
 type statusJSON struct {
-	Counts   map[string]int `json:"counts"` // by state, only the states that occur
-	Detached []slotJSON     `json:"detached"`
-	Slots    []slotJSON     `json:"slots"`
+	Counts     map[string]int `json:"counts"` // by state, only the states that occur
+	Detached   []slotJSON     `json:"detached"`
+	Recoveries []recoveryJSON `json:"recoveries"`
+	Recovery   string         `json:"recovery"` // the recovery directory
+	Settings   settingsJSON   `json:"settings"`
+	Slots      []slotJSON     `json:"slots"`
 	placeJSON
 }
 
@@ -44,6 +48,7 @@ type slotJSON struct {
 	Dead   bool          `json:"dead"`
 	Error  string        `json:"error,omitempty"`
 	UsedBy []processJSON `json:"used_by,omitempty"`
+	Bytes  *int64        `json:"bytes,omitempty"` // with status -size
 }
 
 // processJSON is a process that uses a slot.
@@ -54,12 +59,52 @@ type processJSON struct {
 
 // pruneJSON is the output of prune.
 type pruneJSON struct {
-	DetachedFinished []string `json:"detached_finished"`
-	DetachedKept     []string `json:"detached_kept"`
-	DryRun           bool     `json:"dry_run"`
-	Error            string   `json:"error,omitempty"`
-	Slots            []string `json:"slots"`
+	DetachedFinished []string       `json:"detached_finished"`
+	DetachedKept     []string       `json:"detached_kept"`
+	DryRun           bool           `json:"dry_run"`
+	Error            string         `json:"error,omitempty"`
+	Expired          []recoveryJSON `json:"expired"`
+	Report           []outcomeJSON  `json:"report"`
+	Settings         settingsJSON   `json:"settings"`
+	Slots            []string       `json:"slots"` // removed or recovered
 	placeJSON
+}
+
+// outcomeJSON is what prune did with one dead slot.
+type outcomeJSON struct {
+	Slot     string `json:"slot"`
+	Action   string `json:"action"` // removed, recovered or kept
+	Reason   string `json:"reason,omitempty"`
+	Bytes    int64  `json:"bytes"`
+	Recovery string `json:"recovery,omitempty"`
+}
+
+// recoveryJSON is one entry of the recovery directory.
+type recoveryJSON struct {
+	Name       string `json:"name"`
+	Slot       string `json:"slot"`
+	Made       string `json:"made"` // RFC 3339
+	AgeSeconds int64  `json:"age_seconds"`
+	Bytes      int64  `json:"bytes"`
+	BySlotgc   bool   `json:"by_slotgc"`
+}
+
+// settingsJSON is the prune options in force: for status, those the
+// environment sets; for prune, those used. A duration is a Go duration
+// string, "" when the option is off.
+type settingsJSON struct {
+	Idle  string `json:"idle"`
+	Keep  string `json:"keep"`
+	Error string `json:"error,omitempty"`
+}
+
+// restoreJSON is the output of restore.
+type restoreJSON struct {
+	Entry string `json:"entry,omitempty"`
+	Error string `json:"error,omitempty"`
+	Slot  string `json:"slot"`
+	placeJSON
+	Worktree string `json:"worktree,omitempty"`
 }
 
 // downJSON is the output of down.
@@ -86,6 +131,40 @@ func newSlotJSON(s slotgc.SlotStatus, users []slotgc.Process) slotJSON {
 		j.UsedBy = append(j.UsedBy, processJSON{u.PID, u.Command})
 	}
 	return j
+}
+
+func newOutcomesJSON(outcomes []slotgc.SlotOutcome) []outcomeJSON {
+	out := make([]outcomeJSON, len(outcomes))
+	for i, o := range outcomes {
+		out[i] = outcomeJSON{Slot: o.Slot, Action: o.Action.String(), Bytes: o.Bytes, Recovery: o.Recovery}
+		if o.Reason != nil {
+			out[i].Reason = o.Reason.Error()
+		}
+	}
+	return out
+}
+
+func newRecoveriesJSON(entries []slotgc.Recovery) []recoveryJSON {
+	out := make([]recoveryJSON, len(entries))
+	for i, e := range entries {
+		out[i] = recoveryJSON{Name: e.Name, Slot: e.Slot, Made: e.Made.UTC().Format(time.RFC3339), AgeSeconds: int64(time.Since(e.Made).Seconds()),
+			Bytes: e.Bytes, BySlotgc: e.BySlotgc}
+	}
+	return out
+}
+
+func newSettingsJSON(opts slotgc.PruneOptions, err error) settingsJSON {
+	var s settingsJSON
+	if opts.Idle > 0 {
+		s.Idle = opts.Idle.String()
+	}
+	if opts.Keep > 0 {
+		s.Keep = opts.Keep.String()
+	}
+	if err != nil {
+		s.Error = err.Error()
+	}
+	return s
 }
 
 func (c cli) printJSON(v any) int {

@@ -4,18 +4,33 @@
 //
 // Usage:
 //
-//	slotgc [-C workspace] [-json] [status]
-//	slotgc [-C workspace] [-json] prune [-n]
+//	slotgc [-C workspace] [-json] [status [-size]]
+//	slotgc [-C workspace] [-json] prune [-n] [-idle DURATION] [-keep DURATION]
+//	slotgc [-C workspace] [-json] restore SLOT
 //	slotgc [-C workspace] [-json] down [-n]
 //	slotgc demo DIR
 //
 // status (the default) prints one line per slot directory: its name, the
 // pid its pid file names, and its state (live, dead (gone), dead (reused),
-// no pid file, unusable pid file), then a summary. prune removes the dead
-// slots; down ends every live leaf, all at once. With -n, prune and down
-// only say what they would do. demo makes a workspace in DIR with a live
-// leaf, a dead one, a half-built slot and a broken pid file, to try the
-// other commands on.
+// no pid file, unusable pid file), then a summary; with -size, each slot's
+// disk use too. It then lists the recovery directory's entries with their
+// age and size, and the prune settings the environment sets (SLOTGC_IDLE,
+// SLOTGC_KEEP), when there are any.
+//
+// prune settles the dead slots: it removes them, or with -keep moves each
+// one's worktree into the recovery directory, <state dir>/recovery, as
+// <slot>-<unix seconds>, where `bones apply --slot` finds it, and removes
+// the rest; the entries it made are removed by later prunes once older
+// than the -keep duration. With -idle, a dead slot holding anything
+// modified within that duration is kept. Without the flags, prune takes
+// them from SLOTGC_IDLE and SLOTGC_KEEP, as the library's PruneDead does.
+// On a terminal, a prune that takes more than a second shows its progress
+// on standard error. restore moves the newest recovery entry of SLOT back
+// to SLOT/wt in the swarm directory, as a half-built slot (no pid file, so
+// no prune takes it), and refuses when SLOT is there. down ends every live
+// leaf, all at once. With -n, prune and down only say what they would do.
+// demo makes a workspace in DIR with a live leaf, a dead one, a half-built
+// slot and a broken pid file, to try the other commands on.
 //
 // Results go to standard output, as text or, with -json, as one JSON
 // object (its shape is in the README); errors go to standard error, naming
@@ -44,6 +59,7 @@ import (
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -71,12 +87,15 @@ type cli struct {
 	json      bool
 	stdout    io.Writer
 	stderr    io.Writer
+	// progressAfter is how long a prune runs before it shows its progress
+	// on a terminal.
+	progressAfter time.Duration
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("slotgc", flag.ContinueOnError)
 	flags.SetOutput(stderr)
-	c := cli{stdout: stdout, stderr: stderr}
+	c := cli{stdout: stdout, stderr: stderr, progressAfter: progressAfter}
 	flags.StringVar(&c.workspace, "C", ".", "the workspace `directory`")
 	flags.BoolVar(&c.json, "json", false, "print results as JSON")
 	// The flag package prints its own message for a bad flag; the usage
@@ -95,23 +114,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 		c.printUsage(c.stdout, flags)
 		return exitOK
 	case "status":
-		if len(rest) > 0 {
-			return c.usageError("status takes no arguments")
+		sub := c.subFlags(command)
+		size := sub.Bool("size", false, "show each slot's disk use")
+		if code, done := c.parse(sub, rest); done {
+			return code
 		}
-		return c.status()
-	case "prune", "down":
-		sub := flag.NewFlagSet(command, flag.ContinueOnError)
-		sub.SetOutput(stderr)
+		if sub.NArg() > 0 {
+			return c.usageError("status takes no arguments but -size")
+		}
+		return c.status(*size)
+	case "prune":
+		return c.pruneCommand(rest)
+	case "restore":
+		if len(rest) != 1 {
+			return c.usageError("restore takes one argument, the slot to restore")
+		}
+		return c.restore(rest[0])
+	case "down":
+		sub := c.subFlags(command)
 		dryRun := sub.Bool("n", false, "only say what would be done")
-		sub.Usage = func() {}
 		if code, done := c.parse(sub, rest); done {
 			return code
 		}
 		if sub.NArg() > 0 {
 			return c.usageError(command + " takes no arguments but -n")
-		}
-		if command == "prune" {
-			return c.prune(*dryRun)
 		}
 		return c.down(*dryRun)
 	case "demo":
@@ -124,13 +150,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 const usage = `usage:
-  slotgc [-C workspace] [-json] [status]
-  slotgc [-C workspace] [-json] prune [-n]
+  slotgc [-C workspace] [-json] [status [-size]]
+  slotgc [-C workspace] [-json] prune [-n] [-idle DURATION] [-keep DURATION]
+  slotgc [-C workspace] [-json] restore SLOT
   slotgc [-C workspace] [-json] down [-n]
   slotgc demo DIR
   slotgc help
 BONES_DIR, when set, is the state directory: slots are read from $BONES_DIR/swarm.
+SLOTGC_IDLE and SLOTGC_KEEP, when set, are prune's -idle and -keep where those are not given.
 `
+
+// subFlags returns the flag set of a command, which reports bad flags as
+// parse does.
+func (c cli) subFlags(command string) *flag.FlagSet {
+	sub := flag.NewFlagSet(command, flag.ContinueOnError)
+	sub.SetOutput(c.stderr)
+	sub.Usage = func() {}
+	return sub
+}
 
 // parse parses args into flags. On -h or -help it prints the usage on
 // stdout and is done with exit code 0, as flag.ExitOnError would be; on a
@@ -207,7 +244,7 @@ var stateText = map[slotgc.State]string{
 	slotgc.BadPIDFile: "unusable pid file",
 }
 
-func (c cli) status() int {
+func (c cli) status(size bool) int {
 	if ok, code := c.checkWorkspace(); !ok {
 		return code
 	}
@@ -235,22 +272,64 @@ func (c cli) status() int {
 			c.report(err)
 		}
 	}
+	code := exitOK
+	var sizes map[string]int64
+	if size {
+		names := make([]string, len(statuses))
+		for i, s := range statuses {
+			names[i] = s.Name
+		}
+		if sizes, err = slotgc.DiskUse(c.workspace, names...); err != nil {
+			c.report(err)
+		}
+	}
+	recoveries, err := slotgc.Recoveries(c.workspace)
+	if err != nil {
+		c.report(err)
+		code = exitSlotFailed
+	}
+	settings, settingsErr := slotgc.PruneOptionsFromEnv()
+	if settingsErr != nil {
+		c.report(fmt.Errorf("%w; prune removes nothing until it is fixed", settingsErr))
+		code = exitSlotFailed
+	}
 	if c.json {
 		slots := make([]slotJSON, 0, len(statuses))
 		for _, s := range statuses {
-			slots = append(slots, newSlotJSON(s, users[s.Name]))
+			j := newSlotJSON(s, users[s.Name])
+			if n, ok := sizes[s.Name]; ok {
+				j.Bytes = &n
+			}
+			slots = append(slots, j)
 		}
 		trees := make([]slotJSON, 0, len(detached))
 		for _, s := range detached {
 			trees = append(trees, newSlotJSON(s, nil))
 		}
-		return c.printJSON(statusJSON{Counts: counts, Detached: trees, Slots: slots, placeJSON: c.place()})
+		out := statusJSON{Counts: counts, Detached: trees, Recoveries: newRecoveriesJSON(recoveries), Recovery: slotgc.RecoveryPath(c.workspace),
+			Settings: newSettingsJSON(settings, settingsErr), Slots: slots, placeJSON: c.place()}
+		if jsonCode := c.printJSON(out); jsonCode != exitOK {
+			return jsonCode
+		}
+		return code
 	}
 	fmt.Fprintf(c.stdout, "swarm directory %s\n", displayName(c.swarm))
 	w := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(w, "SLOT\tPID\tSTATE")
+	if size {
+		fmt.Fprintln(w, "SLOT\tPID\tSIZE\tSTATE")
+	} else {
+		fmt.Fprintln(w, "SLOT\tPID\tSTATE")
+	}
 	for _, s := range statuses {
-		fmt.Fprintf(w, "%s\t%s\t%s\n", displayName(s.Name), pidText(s.PID), stateLine(s, users[s.Name]))
+		if size {
+			sizeText := "?"
+			if n, ok := sizes[s.Name]; ok {
+				sizeText = bytesText(n)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", displayName(s.Name), pidText(s.PID), sizeText, stateLine(s, users[s.Name]))
+		} else {
+			fmt.Fprintf(w, "%s\t%s\t%s\n", displayName(s.Name), pidText(s.PID), stateLine(s, users[s.Name]))
+		}
 	}
 	w.Flush()
 	fmt.Fprintf(c.stdout, "%s: %d live, %d dead (%d gone, %d reused), %d without a pid file, %d with an unusable one\n",
@@ -258,7 +337,9 @@ func (c cli) status() int {
 	for _, s := range detached {
 		fmt.Fprintf(c.stdout, "detached tree %s, waiting for removal: %s\n", displayName(s.Name), detachedText(s))
 	}
-	return exitOK
+	c.printRecoveries(recoveries, settings)
+	c.printSettings(settings)
+	return code
 }
 
 func pidText(pid int) string {
@@ -329,20 +410,22 @@ func cause(err error) string {
 	return ""
 }
 
-func (c cli) prune(dryRun bool) int {
+func (c cli) prune(opts slotgc.PruneOptions) int {
 	if ok, code := c.checkWorkspace(); !ok {
 		return code
 	}
+	dryRun := opts.DryRun
 	before, err := slotgc.Detached(c.workspace)
 	if err != nil {
 		return c.fail(err)
 	}
-	var names []string
-	if dryRun {
-		names, err = slotgc.DeadSlots(c.workspace)
-	} else {
-		names, err = slotgc.PruneDead(c.workspace)
+	var p *progress
+	if isTerminal(c.stderr) {
+		p = startProgress(c.stderr, c.progressAfter, dryRun)
+		opts.Progress = p.update
 	}
+	report, err := slotgc.Prune(c.workspace, opts)
+	p.stop() // before anything else is written
 	var slotErr *slotgc.SlotError
 	if err != nil && !errors.As(err, &slotErr) && !errors.Is(err, slotgc.ErrUninspected) {
 		return c.fail(err) // the swarm directory itself could not be read
@@ -357,8 +440,10 @@ func (c cli) prune(dryRun bool) int {
 		c.report(detachedErr)
 		code = exitSlotFailed
 	}
+	names := report.Taken()
 	if c.json {
-		out := pruneJSON{DetachedFinished: finished, DetachedKept: kept, DryRun: dryRun, Slots: names, placeJSON: c.place()}
+		out := pruneJSON{DetachedFinished: finished, DetachedKept: kept, DryRun: dryRun, Expired: newRecoveriesJSON(report.Expired),
+			Report: newOutcomesJSON(report.Slots), Settings: newSettingsJSON(opts, nil), Slots: names, placeJSON: c.place()}
 		if out.Slots == nil {
 			out.Slots = []string{} // scripts read a list, even an empty one, never null
 		}
@@ -370,12 +455,10 @@ func (c cli) prune(dryRun bool) int {
 		}
 		return code
 	}
-	verb, finishVerb := "removed", "finished removing"
+	c.printOutcomes(report, dryRun)
+	finishVerb := "finished removing"
 	if dryRun {
-		verb, finishVerb = "would remove", "would finish removing"
-	}
-	for _, name := range names {
-		fmt.Fprintln(c.stdout, verb, displayName(name))
+		finishVerb = "would finish removing"
 	}
 	for _, name := range finished {
 		fmt.Fprintln(c.stdout, finishVerb, "detached tree", displayName(name))
@@ -383,7 +466,7 @@ func (c cli) prune(dryRun bool) int {
 	for _, name := range kept {
 		fmt.Fprintf(c.stdout, "kept detached tree %s: %s\n", displayName(name), keptReason(before, name, err))
 	}
-	fmt.Fprintf(c.stdout, "%s %s\n", verb, count(len(names), "dead slot"))
+	c.printPruneSummary(report, dryRun)
 	return code
 }
 
@@ -512,13 +595,17 @@ func (c cli) down(dryRun bool) int {
 	return code
 }
 
-// count says "1 slot", "2 slots", "1 live leaf", "3 live leaves".
+// count says "1 slot", "2 slots", "1 live leaf", "3 live leaves", "2
+// recovery entries".
 func count(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun
 	}
 	if strings.HasSuffix(noun, "leaf") {
 		return fmt.Sprintf("%d %sves", n, strings.TrimSuffix(noun, "f"))
+	}
+	if strings.HasSuffix(noun, "entry") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(noun, "y"))
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -88,8 +88,8 @@ func TestStatusJSON(t *testing.T) {
 
 func TestPrune(t *testing.T) {
 	ws, _ := workspace(t)
-	r := runSlotgc(t, "-C", ws, "prune", "-n")
-	if want := (result{stdout: "would remove dead\nwould remove 1 dead slot\n"}); r != want {
+	r := elideSizes(runSlotgc(t, "-C", ws, "prune", "-n"))
+	if want := (result{stdout: "would remove dead (SIZE)\nwould remove 1 dead slot\n"}); r != want {
 		t.Errorf("slotgc prune -n = %+v, want %+v", r, want)
 	}
 	if !slotExists(t, ws, "dead") {
@@ -235,7 +235,7 @@ func TestStateDirEnv(t *testing.T) {
 	if status.Swarm != swarm || len(status.Slots) != 2 {
 		t.Errorf("slotgc -json status = %+v, want swarm %q and 2 slots", status, swarm)
 	}
-	if r, want := runSlotgc(t, "-C", ws, "prune"), (result{stdout: "removed dead\nremoved 1 dead slot\n"}); r != want {
+	if r, want := elideSizes(runSlotgc(t, "-C", ws, "prune")), (result{stdout: "removed dead (SIZE)\nremoved 1 dead slot\n"}); r != want {
 		t.Errorf("slotgc prune = %+v, want %+v", r, want)
 	}
 	if r, want := runSlotgc(t, "-C", ws, "down"), (result{stdout: fmt.Sprintf("stopped live (pid %d)\nstopped 1 of 1 live leaf\n", pid)}); r != want {
@@ -355,6 +355,8 @@ func TestJSONShape(t *testing.T) {
 	notWorkspace := func(t *testing.T) string { return t.TempDir() }
 
 	withPID := object{"name": "string", "pid": "number", "state": "string", "dead": "bool"}
+	settings := object{"idle": "string", "keep": "string"}
+	removed := object{"slot": "string", "action": "string", "bytes": "number"}
 	withError := object{"name": "string", "state": "string", "dead": "bool", "error": "string"}
 	leaf := object{"name": "string", "pid": "number", "stopped": "bool"}
 	note := object{"note": "string", "swarm": "string", "workspace": "string"}
@@ -371,21 +373,26 @@ func TestJSONShape(t *testing.T) {
 			"slots":     array{withError, withPID, withError, withPID}, // broken, dead, half-built, live
 			"swarm":     "string",
 			"workspace": "string",
+			"recovery":  "string", "recoveries": array{}, "settings": settings,
 		}},
 		{"status of an empty swarm", empty, []string{"-json", "status"}, 0, object{
 			"counts": object{}, "detached": array{}, "slots": array{}, "swarm": "string", "workspace": "string",
+			"recovery": "string", "recoveries": array{}, "settings": settings,
 		}},
 		{"prune -n", populated, []string{"-json", "prune", "-n"}, 0, object{
 			"detached_finished": array{"string"}, "detached_kept": array{"string"}, "dry_run": "bool",
 			"slots": array{"string"}, "swarm": "string", "workspace": "string",
+			"expired": array{}, "report": array{removed}, "settings": settings,
 		}},
 		{"prune keeping a tree", populated, []string{"-json", "prune"}, 1, object{
 			"detached_finished": array{"string"}, "detached_kept": array{"string"}, "dry_run": "bool", "error": "string",
 			"slots": array{"string"}, "swarm": "string", "workspace": "string",
+			"expired": array{}, "report": array{removed}, "settings": settings,
 		}},
 		{"prune of an empty swarm", empty, []string{"-json", "prune"}, 0, object{
 			"detached_finished": array{}, "detached_kept": array{}, "dry_run": "bool",
 			"slots": array{}, "swarm": "string", "workspace": "string",
+			"expired": array{}, "report": array{}, "settings": settings,
 		}},
 		{"down -n", populated, []string{"-json", "down", "-n"}, 0, object{
 			"dry_run": "bool", "leaves": array{leaf}, "swarm": "string", "workspace": "string",
