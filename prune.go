@@ -94,35 +94,34 @@ func PruneDead(workspaceDir string) ([]string, error) {
 	return pruneDead(workspaceDir)
 }
 
-// Users returns the processes that use each of the named slot directories
-// (their working or root directory is in the slot, or they hold a file of
-// it open), the way PruneDead finds them before it removes a slot; a slot
-// no process uses has no key. On a system that gives no view of the files
-// a process uses, Users finds none (see the package doc, Systems). A slot
-// that cannot be opened or looked through, or holds a mount point, makes a
-// *SlotError naming it; the others are still answered. Processes of the
-// caller's own user that could not be looked into are named in an error
-// wrapping ErrUninspected.
-func Users(workspaceDir string, slots ...string) (map[string][]Process, error) {
-	sw, err := openSwarmDir(SwarmPath(workspaceDir))
-	if sw == nil {
-		return nil, err
+// Prune settles every dead slot of the workspace by opts and reports, per
+// slot, what it did: each is Removed, Recovered or Kept, by PruneDead's
+// rules (locks, re-checks, guards; see PruneDead) and those of opts, which
+// come first. With the zero PruneOptions it removes what PruneDead
+// removes; PruneDead is Prune with the options of the environment (see
+// PruneOptionsFromEnv), returning only the names taken.
+//
+// With Keep set, the recovery entries an earlier prune made more than Keep
+// ago are removed at the end (see Recoveries); a failure there is in the
+// error as a *SlotError whose Op is "expire". A slot kept by a failure,
+// or a detached tree left in place, is in the error as with PruneDead, and
+// so are the processes that could not be looked into (ErrUninspected).
+// Any other error holding no *SlotError means nothing was done: the
+// options are negative or the swarm directory could not be read. A
+// missing swarm directory yields an empty report and no error.
+func Prune(workspaceDir string, opts PruneOptions) (PruneReport, error) {
+	return prune(workspaceDir, opts, true)
+}
+
+// pruneDead is PruneDead: Prune with the environment's options, which
+// measures nothing, as its caller sees only names.
+func pruneDead(workspaceDir string) ([]string, error) {
+	opts, err := PruneOptionsFromEnv()
+	if err != nil {
+		return nil, fmt.Errorf("%w; nothing pruned", err)
 	}
-	defer sw.close()
-	var guard pruneGuard
-	users := make(map[string][]Process)
-	var errs []error
-	for _, slot := range slots {
-		found, err := guard.users(sw, slot)
-		if err != nil {
-			errs = append(errs, sw.slotError(opUsers, slot, err))
-		}
-		if len(found) > 0 {
-			users[slot] = found
-		}
-	}
-	errs = append(errs, guard.uninspectedError())
-	return users, errors.Join(errs...)
+	report, err := prune(workspaceDir, opts, false)
+	return report.Taken(), err
 }
 
 // slotError makes the error of operation op on the swarm entry name.

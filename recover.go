@@ -1,7 +1,6 @@
 package slotgc
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -26,6 +25,31 @@ import (
 // retention, and the identity (device and inode) of the worktree
 // directory, which a rename keeps: an entry whose identity differs from
 // its record's is not the one slotgc made, and is never touched.
+
+// Recovery's mechanics come from each system (recover_linux.go,
+// record_linux.go, expire_linux.go and walk_linux.go on Linux, the _path.go
+// files of the same concerns elsewhere):
+//
+//	openRecoveryDir(stateDir string, create bool) (*recoveryDir, error)
+//	(*recoveryDir).close()
+//	(*recoveryDir).entries() ([]entryInfo, error)
+//	(*recoveryDir).identity(name string) (fileIdentity, time.Time, error)
+//	(*recoveryDir).measure(name string) int64
+//	(*recoveryDir).sameFileSystem(sw *swarmDir, l *entryLock, name string) error
+//	(*recoveryDir).moveIn(sw *swarmDir, l *entryLock, trash, name string) error
+//	(*recoveryDir).restoreInto(sw *swarmDir, name, slot string) error
+//	(*recoveryDir).readRecord(name string) (record, error)
+//	(*recoveryDir).recordNames() ([]string, error)
+//	(*recoveryDir).writeRecord(name string, rec record) (release func(), err error)
+//	(*recoveryDir).dropRecord(name string)
+//	(*recoveryDir).expireEntry(name string, rec record, e *Recovery) (bool, error)
+//	(*recoveryDir).finishExpiring() error
+//	(*swarmDir).openWorktree(l *entryLock, name string) (*worktree, error)
+//	(*worktree).close()
+//	(*worktree).touch(rd *recoveryDir, name string, now time.Time)
+//	(*swarmDir).hasWorktree(l *entryLock, name string) (bool, error)
+//	(*swarmDir).walkLocked(l *entryLock, name string, w *treeWalk) error
+//	(*swarmDir).diskUse(name string) (int64, error)
 
 // Layout of the recovery directory.
 const (
@@ -209,53 +233,6 @@ func parseRecoveryName(name string) (slot string, unix int64, ok bool) {
 	return name[:i], unix, true
 }
 
-// fileIdentity is a directory's identity: its device and inode numbers,
-// zero where the system gives none (Windows), and on Linux its birth time
-// where the file system keeps one, which tells apart a directory made
-// under a freed inode number that the file system gave out again.
-type fileIdentity struct {
-	dev, ino uint64
-	birth    int64 // unix nanoseconds; 0 where unknown
-}
-
-// record is slotgc's note that it made a recovery entry: when, and the
-// identity of the worktree directory it moved there.
-type record struct {
-	made time.Time
-	id   fileIdentity
-}
-
-const recordMagic = "slotgc recovery entry"
-
-func (r record) encode() []byte {
-	return fmt.Appendf(nil, "%s\nmade %d\ndev %d\nino %d\nbirth %d\n", recordMagic, r.made.UnixNano(), r.id.dev, r.id.ino, r.id.birth)
-}
-
-var errBadRecord = errors.New("not a recovery record")
-
-func parseRecord(b []byte) (record, error) {
-	var made int64
-	var r record
-	_, err := fmt.Fscanf(bytes.NewReader(b), recordMagic+"\nmade %d\ndev %d\nino %d\nbirth %d\n", &made, &r.id.dev, &r.id.ino, &r.id.birth)
-	if err != nil {
-		return record{}, fmt.Errorf("%w: %v", errBadRecord, err)
-	}
-	r.made = time.Unix(0, made)
-	// Fscanf takes a number cut short for a whole one: only a record that
-	// reads back as written is one.
-	if !bytes.Equal(r.encode(), b) {
-		return record{}, errBadRecord
-	}
-	return r, nil
-}
-
-// matches reports whether the entry whose identity is id is the one the
-// record was made for. Where the system gives no identity, the name alone
-// tells.
-func (r record) matches(id fileIdentity) bool {
-	return r.id == (fileIdentity{}) || r.id == id
-}
-
 // entryInfo is what the listing of the recovery directory reads of an
 // entry.
 type entryInfo struct {
@@ -400,75 +377,3 @@ func (r *pruneRun) expire() ([]Recovery, error) {
 	}
 	return expired, errors.Join(errs...)
 }
-
-// treeWalk is one look through a tree: for the grace period, the first
-// entry modified after cutoff, which ends it; for the disk use, the bytes
-// of everything it passed. A strict walk ends with an error at anything it
-// cannot look at, which then cannot be told; another passes it over.
-type treeWalk struct {
-	cutoff time.Time
-	strict bool
-
-	bytes    int64
-	recent   string
-	recentAt time.Time
-	// linked holds the files with several links counted so far, so that
-	// each counts once, as du counts them.
-	linked map[fileIdentity]bool
-}
-
-// note records an entry modified at mtime that uses bytes, and whose
-// identity is linked if it has several links; it reports whether the
-// entry is recent, which ends the walk.
-func (w *treeWalk) note(mtime time.Time, bytes int64, linked *fileIdentity) bool {
-	if !w.cutoff.IsZero() && mtime.After(w.cutoff) {
-		w.recentAt = mtime
-		return true
-	}
-	if linked != nil {
-		if w.linked[*linked] {
-			return false
-		}
-		if w.linked == nil {
-			w.linked = make(map[fileIdentity]bool)
-		}
-		w.linked[*linked] = true
-	}
-	w.bytes += bytes
-	return false
-}
-
-// fail is err where the walk is strict, and nil where it passes over what
-// it cannot look at.
-func (w *treeWalk) fail(err error) error {
-	if w.strict {
-		return err
-	}
-	return nil
-}
-
-// DiskUse returns the disk use of each of the named slot directories of
-// workspaceDir, counted as SlotOutcome.Bytes is, without following a
-// symlink or crossing a mount; what cannot be read is passed over. A slot
-// that cannot be opened makes a *SlotError naming it; the others are still
-// answered.
-func DiskUse(workspaceDir string, slots ...string) (map[string]int64, error) {
-	sw, err := openSwarmDir(SwarmPath(workspaceDir))
-	if sw == nil {
-		return nil, err
-	}
-	defer sw.close()
-	use := make(map[string]int64, len(slots))
-	var errs []error
-	for _, slot := range slots {
-		n, err := sw.diskUse(slot)
-		if err != nil {
-			errs = append(errs, sw.slotError(opDiskUse, slot, err))
-			continue
-		}
-		use[slot] = n
-	}
-	return use, errors.Join(errs...)
-}
-
-const opDiskUse = "measure"

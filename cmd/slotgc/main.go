@@ -55,13 +55,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"text/tabwriter"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/bones-swarm/slotgc"
 )
@@ -235,166 +230,19 @@ func (c cli) checkWorkspace() (ok bool, code int) {
 	return true, exitOK
 }
 
-// stateText is how the text output names a state.
-var stateText = map[slotgc.State]string{
-	slotgc.Live:       "live",
-	slotgc.Gone:       "dead (gone)",
-	slotgc.Reused:     "dead (reused)",
-	slotgc.NoPIDFile:  "no pid file",
-	slotgc.BadPIDFile: "unusable pid file",
-}
-
-func (c cli) status(size bool) int {
-	if ok, code := c.checkWorkspace(); !ok {
-		return code
+// count says "1 slot", "2 slots", "1 live leaf", "3 live leaves", "2
+// recovery entries".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
 	}
-	statuses, err := slotgc.Scan(c.workspace)
-	if err != nil {
-		return c.fail(err)
+	if strings.HasSuffix(noun, "leaf") {
+		return fmt.Sprintf("%d %sves", n, strings.TrimSuffix(noun, "f"))
 	}
-	detached, err := slotgc.Detached(c.workspace)
-	if err != nil {
-		return c.fail(err)
+	if strings.HasSuffix(noun, "entry") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(noun, "y"))
 	}
-	var dead []string
-	counts := make(map[string]int)
-	for _, s := range statuses {
-		counts[s.State.String()]++
-		if s.State.Dead() {
-			dead = append(dead, s.Name)
-		}
-	}
-	users := map[string][]slotgc.Process{}
-	if len(dead) > 0 {
-		// A slot that cannot be looked into is still shown; the error says
-		// why its users are unknown.
-		if users, err = slotgc.Users(c.workspace, dead...); err != nil {
-			c.report(err)
-		}
-	}
-	code := exitOK
-	var sizes map[string]int64
-	if size {
-		names := make([]string, len(statuses))
-		for i, s := range statuses {
-			names[i] = s.Name
-		}
-		if sizes, err = slotgc.DiskUse(c.workspace, names...); err != nil {
-			c.report(err)
-		}
-	}
-	recoveries, err := slotgc.Recoveries(c.workspace)
-	if err != nil {
-		c.report(err)
-		code = exitSlotFailed
-	}
-	settings, settingsErr := slotgc.PruneOptionsFromEnv()
-	if settingsErr != nil {
-		c.report(fmt.Errorf("%w; prune removes nothing until it is fixed", settingsErr))
-		code = exitSlotFailed
-	}
-	if c.json {
-		slots := make([]slotJSON, 0, len(statuses))
-		for _, s := range statuses {
-			j := newSlotJSON(s, users[s.Name])
-			if n, ok := sizes[s.Name]; ok {
-				j.Bytes = &n
-			}
-			slots = append(slots, j)
-		}
-		trees := make([]slotJSON, 0, len(detached))
-		for _, s := range detached {
-			trees = append(trees, newSlotJSON(s, nil))
-		}
-		out := statusJSON{Counts: counts, Detached: trees, Recoveries: newRecoveriesJSON(recoveries), Recovery: slotgc.RecoveryPath(c.workspace),
-			Settings: newSettingsJSON(settings, settingsErr), Slots: slots, placeJSON: c.place()}
-		if jsonCode := c.printJSON(out); jsonCode != exitOK {
-			return jsonCode
-		}
-		return code
-	}
-	fmt.Fprintf(c.stdout, "swarm directory %s\n", displayName(c.swarm))
-	w := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
-	if size {
-		fmt.Fprintln(w, "SLOT\tPID\tSIZE\tSTATE")
-	} else {
-		fmt.Fprintln(w, "SLOT\tPID\tSTATE")
-	}
-	for _, s := range statuses {
-		if size {
-			sizeText := "?"
-			if n, ok := sizes[s.Name]; ok {
-				sizeText = bytesText(n)
-			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", displayName(s.Name), pidText(s.PID), sizeText, stateLine(s, users[s.Name]))
-		} else {
-			fmt.Fprintf(w, "%s\t%s\t%s\n", displayName(s.Name), pidText(s.PID), stateLine(s, users[s.Name]))
-		}
-	}
-	w.Flush()
-	fmt.Fprintf(c.stdout, "%s: %d live, %d dead (%d gone, %d reused), %d without a pid file, %d with an unusable one\n",
-		count(len(statuses), "slot"), counts["live"], counts["gone"]+counts["reused"], counts["gone"], counts["reused"], counts["no-pid-file"], counts["bad-pid-file"])
-	for _, s := range detached {
-		fmt.Fprintf(c.stdout, "detached tree %s, waiting for removal: %s\n", displayName(s.Name), detachedText(s))
-	}
-	c.printRecoveries(recoveries, settings)
-	c.printSettings(settings)
-	return code
-}
-
-func pidText(pid int) string {
-	if pid == 0 {
-		return "-"
-	}
-	return strconv.Itoa(pid)
-}
-
-// stateLine is how the text output describes a slot's state.
-func stateLine(s slotgc.SlotStatus, users []slotgc.Process) string {
-	state := stateText[s.State]
-	if s.State == slotgc.BadPIDFile {
-		state += ": " + cause(s.Err)
-	}
-	if len(users) > 0 {
-		state += ", in use by " + processList(users) + " (kept by prune)"
-	}
-	return state
-}
-
-func processList(users []slotgc.Process) string {
-	names := make([]string, len(users))
-	for i, u := range users {
-		names[i] = fmt.Sprintf("pid %d (%s)", u.PID, displayName(u.Command))
-	}
-	return strings.Join(names, ", ")
-}
-
-// detachedText says what the next prune does with a detached tree, and why.
-func detachedText(s slotgc.SlotStatus) string {
-	switch {
-	case s.State == slotgc.Live:
-		return fmt.Sprintf("holds live pid %d, so prune keeps it", s.PID)
-	case s.State == slotgc.BadPIDFile:
-		return "its pid file is unusable (" + cause(s.Err) + "), so prune keeps it"
-	case s.State == slotgc.NoPIDFile:
-		return "no pid file; the next prune removes it unless a prune is at work on it"
-	}
-	return fmt.Sprintf("pid %d is %s; the next prune removes it unless a prune is at work on it", s.PID, stateText[s.State])
-}
-
-// displayName is a name as text output shows it: as it is when it is
-// printable, quoted with Go's escapes otherwise, so that a name holding a
-// newline or a terminal escape cannot fake or hide lines.
-func displayName(name string) string {
-	for _, r := range name {
-		if !unicode.IsPrint(r) || r == utf8.RuneError {
-			return strconv.Quote(name)
-		}
-	}
-	if name == "" || !utf8.ValidString(name) {
-		return strconv.Quote(name)
-	}
-	return name
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // cause is the innermost message of a pid-file error: the path is the
@@ -410,202 +258,31 @@ func cause(err error) string {
 	return ""
 }
 
-func (c cli) prune(opts slotgc.PruneOptions) int {
-	if ok, code := c.checkWorkspace(); !ok {
-		return code
+// bytesText says a number of bytes in binary units: "512 B", "4.0 KiB",
+// "1.2 GiB".
+func bytesText(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
 	}
-	dryRun := opts.DryRun
-	before, err := slotgc.Detached(c.workspace)
-	if err != nil {
-		return c.fail(err)
+	value, prefix := float64(n)/unit, 0
+	for value >= unit && prefix < len("KMGTPE")-1 {
+		value /= unit
+		prefix++
 	}
-	var p *progress
-	if isTerminal(c.stderr) {
-		p = startProgress(c.stderr, c.progressAfter, dryRun)
-		opts.Progress = p.update
-	}
-	report, err := slotgc.Prune(c.workspace, opts)
-	p.stop() // before anything else is written
-	var slotErr *slotgc.SlotError
-	if err != nil && !errors.As(err, &slotErr) && !errors.Is(err, slotgc.ErrUninspected) {
-		return c.fail(err) // the swarm directory itself could not be read
-	}
-	code := exitOK
-	if err != nil {
-		c.report(err)
-		code = exitSlotFailed
-	}
-	finished, kept, detachedErr := c.detachedOutcome(before, dryRun)
-	if detachedErr != nil {
-		c.report(detachedErr)
-		code = exitSlotFailed
-	}
-	names := report.Taken()
-	if c.json {
-		out := pruneJSON{DetachedFinished: finished, DetachedKept: kept, DryRun: dryRun, Expired: newRecoveriesJSON(report.Expired),
-			Report: newOutcomesJSON(report.Slots), Settings: newSettingsJSON(opts, nil), Slots: names, placeJSON: c.place()}
-		if out.Slots == nil {
-			out.Slots = []string{} // scripts read a list, even an empty one, never null
-		}
-		if err != nil {
-			out.Error = err.Error()
-		}
-		if jsonCode := c.printJSON(out); jsonCode != exitOK {
-			return jsonCode
-		}
-		return code
-	}
-	c.printOutcomes(report, dryRun)
-	finishVerb := "finished removing"
-	if dryRun {
-		finishVerb = "would finish removing"
-	}
-	for _, name := range finished {
-		fmt.Fprintln(c.stdout, finishVerb, "detached tree", displayName(name))
-	}
-	for _, name := range kept {
-		fmt.Fprintf(c.stdout, "kept detached tree %s: %s\n", displayName(name), keptReason(before, name, err))
-	}
-	c.printPruneSummary(report, dryRun)
-	return code
+	return fmt.Sprintf("%.1f %ciB", value, "KMGTPE"[prefix])
 }
 
-// detachedOutcome compares the detached trees before a prune with those
-// after it: the ones gone were finished, the ones still there kept. For a
-// dry run it tells which the prune would finish: those that are surely
-// garbage.
-func (c cli) detachedOutcome(before []slotgc.SlotStatus, dryRun bool) (finished, kept []string, err error) {
-	finished, kept = []string{}, []string{}
-	if dryRun {
-		for _, s := range before {
-			if s.State.Dead() || s.State == slotgc.NoPIDFile {
-				finished = append(finished, s.Name)
-			} else {
-				kept = append(kept, s.Name)
-			}
-		}
-		return finished, kept, nil
+// ageText says a duration in its largest whole unit: "45s", "12m", "5h",
+// "3d".
+func ageText(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
 	}
-	after, err := slotgc.Detached(c.workspace)
-	if err != nil {
-		return finished, kept, err
-	}
-	left := make(map[string]bool, len(after))
-	for _, s := range after {
-		left[s.Name] = true
-	}
-	for _, s := range before {
-		if left[s.Name] {
-			kept = append(kept, s.Name)
-		} else {
-			finished = append(finished, s.Name)
-		}
-	}
-	return finished, kept, nil
-}
-
-// keptReason says why a prune kept the detached tree name: the error it
-// gave for it, else that another prune holds it.
-func keptReason(before []slotgc.SlotStatus, name string, pruneErr error) string {
-	if joined, ok := pruneErr.(interface{ Unwrap() []error }); ok {
-		for _, e := range joined.Unwrap() {
-			if se, ok := e.(*slotgc.SlotError); ok && se.Slot == name {
-				return se.Err.Error()
-			}
-		}
-	}
-	for _, s := range before {
-		if s.Name == name && !s.State.Dead() && s.State != slotgc.NoPIDFile {
-			return detachedText(s)
-		}
-	}
-	return "another prune is at work on it"
-}
-
-// maxStopping bounds how many leaves down stops at the same time.
-const maxStopping = 64
-
-func (c cli) down(dryRun bool) int {
-	if ok, code := c.checkWorkspace(); !ok {
-		return code
-	}
-	live, err := slotgc.LiveSlots(c.workspace)
-	if err != nil {
-		return c.fail(err)
-	}
-	stopped := make([]bool, len(live))
-	errs := make([]error, len(live))
-	if !dryRun {
-		// All at once, but no more than maxStopping: each stop holds a
-		// process handle (a pidfd) while it waits.
-		var wg sync.WaitGroup
-		slots := make(chan struct{}, maxStopping)
-		for i, s := range live {
-			slots <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-slots }()
-				stopped[i], errs[i] = slotgc.KillSlot(c.workspace, s)
-			})
-		}
-		wg.Wait()
-	}
-	code := exitOK
-	for i, s := range live {
-		switch {
-		case dryRun || stopped[i]:
-		case errs[i] != nil:
-			c.report(errs[i])
-			code = exitSlotFailed
-		default:
-			fmt.Fprintf(c.stderr, "slotgc: could not stop the leaf of slot %q (pid %d)\n", s.Name, s.PID)
-			code = exitSlotFailed
-		}
-	}
-	if c.json {
-		leaves := make([]leafJSON, len(live))
-		for i, s := range live {
-			leaves[i] = leafJSON{Name: s.Name, PID: s.PID, Stopped: stopped[i]}
-		}
-		if jsonCode := c.printJSON(downJSON{DryRun: dryRun, Leaves: leaves, placeJSON: c.place()}); jsonCode != exitOK {
-			return jsonCode
-		}
-		return code
-	}
-	for i, s := range live {
-		switch {
-		case dryRun:
-			fmt.Fprintf(c.stdout, "would stop %s (pid %d)\n", displayName(s.Name), s.PID)
-		case stopped[i]:
-			fmt.Fprintf(c.stdout, "stopped %s (pid %d)\n", displayName(s.Name), s.PID)
-		default:
-			fmt.Fprintf(c.stdout, "still running %s (pid %d)\n", displayName(s.Name), s.PID)
-		}
-	}
-	n := 0
-	for _, ok := range stopped {
-		if ok {
-			n++
-		}
-	}
-	if dryRun {
-		fmt.Fprintf(c.stdout, "would stop %s\n", count(len(live), "live leaf"))
-	} else {
-		fmt.Fprintf(c.stdout, "stopped %d of %s\n", n, count(len(live), "live leaf"))
-	}
-	return code
-}
-
-// count says "1 slot", "2 slots", "1 live leaf", "3 live leaves", "2
-// recovery entries".
-func count(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	if strings.HasSuffix(noun, "leaf") {
-		return fmt.Sprintf("%d %sves", n, strings.TrimSuffix(noun, "f"))
-	}
-	if strings.HasSuffix(noun, "entry") {
-		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(noun, "y"))
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }

@@ -1,0 +1,126 @@
+//go:build linux
+
+package slotgc
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"syscall"
+)
+
+// expireEntry removes the entry name, whose record is rec, if it is the
+// entry the record was made for, filling in what e reports of it. It is
+// detached into the records directory first, under a TrashPrefix name, so
+// that a removal cut short never leaves a half-removed entry where bones
+// apply or Restore would take it; finishExpiring completes such a one. An
+// entry that is gone, or is not the one recorded, only loses its record.
+func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery) (bool, error) {
+	fd, err := openSubdir(rd.fd, name, rd.dev)
+	switch {
+	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ELOOP):
+		rd.dropStaleRecord(name)
+		return false, nil
+	case errors.Is(err, errMountPoint):
+		return false, mountInsideError([]string{e.Path})
+	case err != nil:
+		return false, &fs.PathError{Op: "open", Path: e.Path, Err: err}
+	}
+	defer syscall.Close(fd)
+	switch err := lockExclusive(fd); {
+	case errors.Is(err, errBusy):
+		return false, nil // a Restore or another prune has it
+	case err != nil:
+		return false, lockError(e.Path, err)
+	}
+	st, err := statAt(fd, "")
+	if err != nil {
+		return false, &fs.PathError{Op: "statx", Path: e.Path, Err: err}
+	}
+	if !rec.matches(st.id) {
+		rd.dropStaleRecord(name)
+		return false, nil
+	}
+	e.ModTime = st.mtime
+	var w treeWalk
+	w.walkFD(fd, e.Path)
+	e.Bytes = w.bytes
+	dirfd, err := rd.records(false)
+	if err != nil {
+		return false, err
+	}
+	trash := trashName("expire.")
+	trashPath := filepath.Join(rd.path, recordDirName, trash)
+	if err := ignoringEINTR(func() error { return syscall.Renameat(rd.fd, name, dirfd, trash) }); err != nil {
+		if errors.Is(err, syscall.ENOENT) {
+			return false, nil
+		}
+		return false, &fs.PathError{Op: "renameat", Path: e.Path, Err: err}
+	}
+	if moved, err := statAt(dirfd, trash); err != nil || moved.id != st.id {
+		// Not the directory locked: something renamed another in between.
+		// It goes back, unless its name was taken meanwhile.
+		from, _ := makePath(nil, trash)
+		to, _ := makePath(nil, name)
+		renameat2(dirfd, from, rd.fd, to, renameNoReplace)
+		return false, fmt.Errorf("%s changed while it was being expired; left in place", e.Path)
+	}
+	rd.dropRecord(name)
+	if err := removeTreeAt(fd, dirfd, trash, trashPath, st.id.dev); err != nil {
+		return false, fmt.Errorf("remove %s, detached from %s (the next prune retries): %w", trashPath, e.Path, err)
+	}
+	return true, nil
+}
+
+// finishExpiring removes the trees an expiry detached into the records
+// directory and did not finish, unless a running prune holds them.
+func (rd *recoveryDir) finishExpiring() error {
+	dirfd, err := rd.records(false)
+	if errors.Is(err, syscall.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	entries, err := readTreeEntries(dirfd)
+	if err != nil {
+		return &fs.PathError{Op: "getdents64", Path: filepath.Join(rd.path, recordDirName), Err: err}
+	}
+	var errs []error
+	for _, e := range entries {
+		if !e.isDir || !isTrashName(e.name) {
+			continue
+		}
+		path := filepath.Join(rd.path, recordDirName, e.name)
+		fd, err := openSubdir(dirfd, e.name, rd.dev)
+		if err != nil {
+			errs = append(errs, &fs.PathError{Op: "open", Path: path, Err: err})
+			continue
+		}
+		if lockExclusive(fd) == nil {
+			if err := removeTreeAt(fd, dirfd, e.name, path, rd.dev); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		syscall.Close(fd)
+	}
+	return errors.Join(errs...)
+}
+
+// removeTreeAt removes the tree under the open directory fd, on device
+// dev, which is the entry name of the directory parentFd, and then the
+// entry itself.
+func removeTreeAt(fd, parentFd int, name, path string, dev uint64) error {
+	if err := removeTreeContents(fd, path, dev, false); err != nil {
+		return err
+	}
+	p, err := makePath(nil, name)
+	if err == nil {
+		err = unlinkat(parentFd, p, atRemoveDir)
+	}
+	if err != nil {
+		return &fs.PathError{Op: "unlinkat", Path: path, Err: err}
+	}
+	return nil
+}
