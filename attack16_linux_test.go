@@ -218,3 +218,80 @@ func TestAttack16StalledFUSEInSlotHangsDiskUse(t *testing.T) {
 	m.stall()
 	attack16Call(t, m, "DiskUse", ws, "s")
 }
+
+// TestAttack16StalledFUSEInRecoveryEntryHangsPrune: someone mounted a FUSE
+// file system inside a recovery entry slotgc made (to look at the work
+// from another machine, say), and its server stopped. Once the entry's
+// retention has passed, a prune with Keep measures the entry before it
+// expires it, and that walk statx(2)es the mount point, asking the stalled
+// server: the prune (the CLI's hub start, through PruneDead) never
+// returns. Recoveries, which `slotgc status` calls, hangs alike.
+func TestAttack16StalledFUSEInRecoveryEntryHangsPrune(t *testing.T) {
+	ws, swarm := workspace(t)
+	slot := addSlot(t, swarm, "s", pidLine(deadPID(t)))
+	addWorktree(t, slot)
+	report, err := Prune(ws, PruneOptions{Keep: retention})
+	got := outcomes(report)["s"]
+	if err != nil || got.Action != Recovered {
+		t.Fatalf("setup: Prune(ws, Keep) = %+v, %v, want s recovered", got, err)
+	}
+	mnt := filepath.Join(got.Recovery, "remote")
+	mkdirs(t, mnt)
+	m := mountFUSE(t, mnt)
+	m.stall()
+	attack16Call(t, m, "Recoveries", ws)
+	attack16Call(t, m, "PruneKeep", ws)
+}
+
+// TestAttack16RecordForgedByAnotherUser: where the recovery directory is
+// shared (a team's state directory, group- or world-writable, as a swarm
+// directory others may write is elsewhere taken into account), another
+// user makes recovery/.slotgc before any prune does and writes in it a
+// record naming the CLI's own entry, with the identity (device, inode,
+// birth time) that statx(2) gives anyone who can look at the directory.
+// slotgc believes whatever records it finds there, whoever owns the
+// directory and the records, and expires the CLI's entry: the worktree
+// in it is gone.
+func TestAttack16RecordForgedByAnotherUser(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv is missing")
+	}
+	ws, _ := workspace(t)
+	for dir := ws; dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recovery := filepath.Join(ws, RecoveryDir)
+	mkdirs(t, recovery)
+	if err := os.Chmod(recovery, 0o1777); err != nil { // shared, even sticky
+		t.Fatal(err)
+	}
+	// The CLI's own entry, private to its owner.
+	entry := filepath.Join(recovery, "cli-1764700000")
+	if err := os.Mkdir(entry, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(entry, "uncommitted.go"), "package work\n")
+
+	// What anyone may read of the entry: statx on its path.
+	rfd, err := syscall.Open(recovery, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := statAt(rfd, filepath.Base(entry))
+	syscall.Close(rfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := record{made: time.Now().Add(-48 * time.Hour), id: st.id}
+	asUser(t, fmt.Sprintf("mkdir %s && printf 'slotgc recovery entry\\nmade %d\\ndev %d\\nino %d\\nbirth %d\\n' > %s",
+		filepath.Join(recovery, recordDirName), forged.made.UnixNano(), forged.id.dev, forged.id.ino, forged.id.birth,
+		filepath.Join(recovery, recordDirName, filepath.Base(entry))))
+
+	report, err := Prune(ws, PruneOptions{Keep: retention})
+	if !exists(t, filepath.Join(entry, "uncommitted.go")) {
+		t.Errorf("Prune(ws, Keep) removed the CLI's entry %s on a record uid 65534 wrote (expired %+v, err %v)", entry, report.Expired, err)
+	}
+}
