@@ -295,3 +295,38 @@ func TestAttack16RecordForgedByAnotherUser(t *testing.T) {
 		t.Errorf("Prune(ws, Keep) removed the CLI's entry %s on a record uid 65534 wrote (expired %+v, err %v)", entry, report.Expired, err)
 	}
 }
+
+// TestAttack16ProgressPanicStrandsSlot: a Progress callback panics (a bug
+// in the hub's reporting) and the caller recovers, as a long-running hub
+// does per request. Prune unwinds without waiting for the slots it had
+// detached: the one whose taking was still pending never runs, and its
+// lock is never let go. Its tree stays under a TrashPrefix name, with its
+// worktree: not at its slot name, not in the recovery directory (Restore
+// and bones apply cannot find it), and every later prune in the process
+// finds it locked and passes it over without a word, for as long as the
+// process lives.
+func TestAttack16ProgressPanicStrandsSlot(t *testing.T) {
+	ws, swarm := workspace(t)
+	dead := pidLine(deadPID(t))
+	for _, s := range []string{"a", "b"} {
+		addWorktree(t, addSlot(t, swarm, s, dead))
+		backdateTree(t, filepath.Join(swarm, s), longAgo)
+	}
+	addSlot(t, swarm, "c", dead) // changed just now: the grace period keeps it
+	func() {
+		defer func() { t.Logf("the caller recovered: %v", recover()) }()
+		Prune(ws, PruneOptions{Idle: gracePeriod, Keep: retention, Progress: func(done, total int, last SlotOutcome) {
+			if last.Slot == "c" {
+				panic("a bug in the caller's progress report")
+			}
+		}})
+	}()
+	time.Sleep(time.Second) // let whatever still runs finish
+
+	report, err := Prune(ws, PruneOptions{Keep: retention})
+	t.Logf("a later Prune(ws, Keep) = %+v, %v", report, err)
+	if _, err := Restore(ws, "b"); err != nil {
+		names, _ := swarmNames(swarm)
+		t.Errorf("after a panicking Progress and another prune, Restore(ws, b) = %v; the swarm directory holds %v", err, names)
+	}
+}
