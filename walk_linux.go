@@ -15,15 +15,20 @@ import (
 // through descriptors, as it is removed: each directory opened relative to
 // its parent with openSubdir, which crosses no mount and follows no
 // symlink, and each entry described by statx relative to its directory,
-// without following it.
+// without following it, triggering no automount and answered from the
+// kernel's cache (AT_STATX_DONT_SYNC): a mount inside the tree, of a FUSE
+// or network file system whose server does not answer, is never asked.
 
 // entryStat is what a walk reads of one entry.
 type entryStat struct {
-	isDir  bool
-	mtime  time.Time
-	blocks int64
-	nlink  uint64
-	id     fileIdentity
+	isDir bool
+	// mountRoot says the entry is the root of a mount: a file or
+	// directory mounted over one of the tree's.
+	mountRoot bool
+	mtime     time.Time
+	blocks    int64
+	nlink     uint64
+	id        fileIdentity
 }
 
 // The statx fields a walk asks for besides those sys_linux.go names
@@ -32,6 +37,11 @@ const (
 	statxMtime  = 0x40
 	statxBlocks = 0x400
 	statxBtime  = 0x800
+	// atNoAutomount keeps statx from mounting what an automount point
+	// names, which can wait on a server.
+	atNoAutomount = 0x800
+	// statxAttrMountRoot is the attribute of a mount's root (Linux 5.8).
+	statxAttrMountRoot = 0x2000
 )
 
 // errNoMtime says a file system gave no modification time.
@@ -46,7 +56,7 @@ func statAt(dirfd int, name string) (entryStat, error) {
 	if err != nil {
 		return entryStat{}, err
 	}
-	flags := atSymlinkNofollow
+	flags := atSymlinkNofollow | atNoAutomount | atStatxDontSync
 	if name == "" {
 		flags |= atEmptyPath
 	}
@@ -64,11 +74,12 @@ func statAt(dirfd int, name string) (entryStat, error) {
 			birth = stx.btime.sec*int64(time.Second) + int64(stx.btime.nsec)
 		}
 		return entryStat{
-			isDir:  stx.mode&syscall.S_IFMT == syscall.S_IFDIR,
-			mtime:  time.Unix(stx.mtime.sec, int64(stx.mtime.nsec)),
-			blocks: int64(stx.blocks),
-			nlink:  uint64(stx.nlink),
-			id:     fileIdentity{dev: dev, ino: stx.ino, birth: birth},
+			isDir:     stx.mode&syscall.S_IFMT == syscall.S_IFDIR,
+			mountRoot: stx.attributesMask&stx.attributes&statxAttrMountRoot != 0,
+			mtime:     time.Unix(stx.mtime.sec, int64(stx.mtime.nsec)),
+			blocks:    int64(stx.blocks),
+			nlink:     uint64(stx.nlink),
+			id:        fileIdentity{dev: dev, ino: stx.ino, birth: birth},
 		}, nil
 	}
 	if !errors.Is(err, syscall.ENOSYS) {
@@ -136,6 +147,14 @@ func (w *treeWalk) dir(fd int, path string, dev uint64) error {
 			continue
 		case err != nil:
 			if err := w.fail(&fs.PathError{Op: "statx", Path: filepath.Join(path, e.name), Err: err}); err != nil {
+				return err
+			}
+			continue
+		}
+		if st.mountRoot {
+			// What is mounted there is not the tree's: neither its time nor
+			// its size counts, and it is not looked into.
+			if err := w.fail(&fs.PathError{Op: "statx", Path: filepath.Join(path, e.name), Err: fmt.Errorf("%w, not looked into", errMountPoint)}); err != nil {
 				return err
 			}
 			continue
