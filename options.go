@@ -49,7 +49,9 @@ type PruneOptions struct {
 	// with how many of the call's dead slots are settled and how many
 	// there are. The calls come one at a time, from the goroutine that
 	// called Prune or, on Linux, from one removing a detached tree beside
-	// it.
+	// it. Should Progress panic, it is not called again, and Prune panics
+	// with the same value once every slot is settled, from the caller's
+	// goroutine: no slot is left half taken.
 	Progress func(done, total int, last SlotOutcome)
 }
 

@@ -33,6 +33,9 @@ type pruneRun struct {
 	// at a time, counting the slots settled in settled, of total.
 	mu             sync.Mutex
 	settled, total int
+	// progressPanic is what Progress panicked with, raised again once
+	// every slot is settled; no call of Progress follows it.
+	progressPanic any
 }
 
 func prune(workspaceDir string, opts PruneOptions, measure bool) (PruneReport, error) {
@@ -69,6 +72,9 @@ func prune(workspaceDir string, opts PruneOptions, measure bool) (PruneReport, e
 	run.total = len(takings)
 	var guard pruneGuard
 	var removals removalGroup
+	// Should anything panic here, the slots detached so far are still
+	// settled, before the descriptors they are worked through are closed.
+	defer removals.wait()
 	for i := range takings {
 		sw.prune(takings[i].out.Slot, &guard, &removals, &takings[i])
 	}
@@ -98,14 +104,17 @@ func prune(workspaceDir string, opts PruneOptions, measure bool) (PruneReport, e
 			}
 		}
 	}
-	errs = append(errs, guard.uninspectedError())
 	report.Detached = run.detached
 	if opts.Keep > 0 {
-		expired, err := run.expire()
+		expired, err := run.expire(sw, &guard)
 		report.Expired = expired
 		if err != nil {
 			errs = append(errs, err)
 		}
+	}
+	errs = append(errs, guard.uninspectedError())
+	if run.progressPanic != nil {
+		panic(run.progressPanic)
 	}
 	return report, errors.Join(errs...)
 }
@@ -285,12 +294,28 @@ func (t *taking) take(sw *swarmDir, l *entryLock, slot, trash string) error {
 func (t *taking) settle(sw *swarmDir, taken bool, err error) {
 	t.err = err
 	t.complete(sw, taken, err)
-	if progress := t.run.opts.Progress; progress != nil {
+	if t.run.opts.Progress != nil {
 		t.run.mu.Lock()
 		defer t.run.mu.Unlock()
 		t.run.settled++
-		progress(t.run.settled, t.run.total, t.out)
+		t.run.progress(t.out)
 	}
+}
+
+// progress calls Progress, with mu held, unless it panicked before. A
+// panic is held back: raised on a removal goroutine it would end the
+// program, and raised on the caller's it would leave the slots detached
+// so far unsettled.
+func (r *pruneRun) progress(last SlotOutcome) {
+	if r.progressPanic != nil {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			r.progressPanic = v
+		}
+	}()
+	r.opts.Progress(r.settled, r.total, last)
 }
 
 func (t *taking) complete(sw *swarmDir, taken bool, err error) {
