@@ -31,6 +31,11 @@ func (r record) encode() []byte {
 
 var errBadRecord = errors.New("not a recovery record")
 
+// errUntrustedRecords says the records directory is not this user's
+// alone: anyone else who may write in it could vouch for any entry there,
+// the swarm CLI's own included, and have a prune expire it.
+var errUntrustedRecords = errors.New("the records directory is not this user's alone, so no record in it is trusted")
+
 func parseRecord(b []byte) (record, error) {
 	var made int64
 	var r record
@@ -47,9 +52,22 @@ func parseRecord(b []byte) (record, error) {
 	return r, nil
 }
 
-// matches reports whether the entry whose identity is id is the one the
-// record was made for. Where the system gives no identity, the name alone
-// tells.
-func (r record) matches(id fileIdentity) bool {
-	return r.id == (fileIdentity{}) || r.id == id
+// matches reports whether the entry whose identity is id, modified at
+// mtime, is the one the record was made for. A birth time tells a
+// directory from one made later under its freed inode number; where the
+// file system keeps none, or the system gives no identity at all
+// (Windows), a directory made anew under the entry's name would pass, so
+// the entry's own modification time must also be the one the prune gave
+// it, made, as the file system keeps it (at most coarsestTimes coarser).
+// An entry whose top directory changed since is then not slotgc's any
+// more: never expired, which loses nothing.
+func (r record) matches(id fileIdentity, mtime time.Time) bool {
+	if r.id != (fileIdentity{}) && r.id != id {
+		return false
+	}
+	return r.id.birth != 0 || !mtime.After(r.made) && r.made.Sub(mtime) < coarsestTimes
 }
+
+// coarsestTimes is the coarsest step in which a file system keeps
+// modification times: FAT's two seconds.
+const coarsestTimes = 2 * time.Second

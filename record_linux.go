@@ -13,9 +13,19 @@ import (
 // otherwise is an error wrapping syscall.ENOENT.
 func (rd *recoveryDir) records(create bool) (int, error) {
 	if rd.recordFd < 0 {
+		path := filepath.Join(rd.path, recordDirName)
 		fd, err := openDirAt(rd.fd, recordDirName, create, recordDirMode)
 		if err != nil {
-			return -1, &fs.PathError{Op: "open", Path: filepath.Join(rd.path, recordDirName), Err: err}
+			return -1, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		var st syscall.Stat_t
+		if err := syscall.Fstat(fd, &st); err != nil {
+			syscall.Close(fd)
+			return -1, &fs.PathError{Op: "fstat", Path: path, Err: err}
+		}
+		if err := trustedRecordDir(int(st.Uid), st.Mode); err != nil {
+			syscall.Close(fd)
+			return -1, &fs.PathError{Op: "open", Path: path, Err: err}
 		}
 		rd.recordFd = fd
 	}

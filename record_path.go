@@ -14,9 +14,28 @@ func (rd *recoveryDir) recordDir() string { return filepath.Join(rd.path, record
 
 func (rd *recoveryDir) recordPath(name string) string { return filepath.Join(rd.recordDir(), name) }
 
+// checkRecords checks that the records directory may be trusted (see
+// recordDirTrusted); a missing one is an error wrapping fs.ErrNotExist.
+func (rd *recoveryDir) checkRecords() error {
+	info, err := os.Lstat(rd.recordDir())
+	if err != nil {
+		return err
+	}
+	if !isRealDir(info) {
+		return &fs.PathError{Op: "open", Path: rd.recordDir(), Err: errNotRealDir}
+	}
+	if err := recordDirTrusted(info); err != nil {
+		return &fs.PathError{Op: "open", Path: rd.recordDir(), Err: err}
+	}
+	return nil
+}
+
 // readRecord reads the record of the entry name; none is an error
 // wrapping fs.ErrNotExist.
 func (rd *recoveryDir) readRecord(name string) (record, error) {
+	if err := rd.checkRecords(); err != nil {
+		return record{}, err
+	}
 	path := rd.recordPath(name)
 	info, err := os.Lstat(path)
 	if err != nil {
@@ -40,10 +59,14 @@ func (rd *recoveryDir) readRecord(name string) (record, error) {
 // recordNames returns the names of the records; none when there is no
 // records directory.
 func (rd *recoveryDir) recordNames() ([]string, error) {
-	dirEntries, err := os.ReadDir(rd.recordDir())
+	err := rd.checkRecords()
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	dirEntries, err := os.ReadDir(rd.recordDir())
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +85,9 @@ func (rd *recoveryDir) recordNames() ([]string, error) {
 // one while its entry is being made.
 func (rd *recoveryDir) writeRecord(name string, rec record) (release func(), err error) {
 	if _, err := openDirPath(rd.recordDir(), true, recordDirMode); err != nil {
+		return nil, err
+	}
+	if err := rd.checkRecords(); err != nil {
 		return nil, err
 	}
 	path := rd.recordPath(name)

@@ -3,6 +3,7 @@
 package slotgc
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"syscall"
@@ -18,6 +19,16 @@ func identityOf(info fs.FileInfo) fileIdentity {
 		return fileIdentity{dev: uint64(st.Dev), ino: uint64(st.Ino)}
 	}
 	return fileIdentity{}
+}
+
+// recordDirTrusted checks the records directory info describes (see
+// trustedRecordDir).
+func recordDirTrusted(info fs.FileInfo) error {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%w: its owner cannot be read", errUntrustedRecords)
+	}
+	return trustedRecordDir(int(st.Uid), uint32(st.Mode))
 }
 
 // diskBytes returns the disk use of the file info describes, in allocated
