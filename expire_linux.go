@@ -16,7 +16,11 @@ import (
 // that a removal cut short never leaves a half-removed entry where bones
 // apply or Restore would take it; finishExpiring completes such a one. An
 // entry that is gone, or is not the one recorded, only loses its record.
-func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery) (bool, error) {
+// One that holds a mount point, or that a process uses, is left in place
+// with an error, as a slot would be (see pruneGuard.check); so is one on
+// another file system than the swarm directory sw, where the processes
+// using it cannot be told.
+func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery, sw *swarmDir, guard *pruneGuard) (bool, error) {
 	fd, err := openSubdir(rd.fd, name, rd.dev)
 	switch {
 	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ELOOP):
@@ -38,9 +42,15 @@ func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery) (bool, 
 	if err != nil {
 		return false, &fs.PathError{Op: "statx", Path: e.Path, Err: err}
 	}
-	if !rec.matches(st.id) {
+	if !rec.matches(st.id, st.mtime) {
 		rd.dropStaleRecord(name)
 		return false, nil
+	}
+	if dev, err := sw.device(); err != nil || dev != st.id.dev {
+		return false, fmt.Errorf("%w: it is not on the swarm directory's file system; left in place", errCannotTell)
+	}
+	if err := guard.checkTree(sw, fd, e.Path); err != nil {
+		return false, fmt.Errorf("left in place: %w", err)
 	}
 	e.ModTime = st.mtime
 	var w treeWalk

@@ -13,7 +13,7 @@ import (
 // expireEntry removes the entry name, whose record is rec, if it is the
 // entry the record was made for, detaching it into the records directory
 // first, as on Linux.
-func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery) (bool, error) {
+func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery, _ *swarmDir, _ *pruneGuard) (bool, error) {
 	info, err := os.Lstat(e.Path)
 	if errors.Is(err, fs.ErrNotExist) || err == nil && !isRealDir(info) {
 		rd.dropStaleRecord(name)
@@ -22,7 +22,7 @@ func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery) (bool, 
 	if err != nil {
 		return false, err
 	}
-	if !rec.matches(identityOf(info)) {
+	if !rec.matches(identityOf(info), info.ModTime()) {
 		rd.dropStaleRecord(name)
 		return false, nil
 	}

@@ -42,7 +42,7 @@ import (
 //	(*recoveryDir).recordNames() ([]string, error)
 //	(*recoveryDir).writeRecord(name string, rec record) (release func(), err error)
 //	(*recoveryDir).dropRecord(name string)
-//	(*recoveryDir).expireEntry(name string, rec record, e *Recovery) (bool, error)
+//	(*recoveryDir).expireEntry(name string, rec record, e *Recovery, sw *swarmDir, guard *pruneGuard) (bool, error)
 //	(*recoveryDir).finishExpiring() error
 //	(*swarmDir).openWorktree(l *entryLock, name string) (*worktree, error)
 //	(*worktree).close()
@@ -255,7 +255,7 @@ func (rd *recoveryDir) list(measure bool) ([]Recovery, error) {
 		if ok {
 			r.Slot, r.Made = slot, time.Unix(unix, 0)
 		}
-		if rec, err := rd.readRecord(e.name); err == nil && rec.matches(e.id) {
+		if rec, err := rd.readRecord(e.name); err == nil && rec.matches(e.id, e.modTime) {
 			r.BySlotgc, r.Made = true, rec.made
 		}
 		if measure {
@@ -314,19 +314,22 @@ func (r *pruneRun) recoverWorktree(sw *swarmDir, l *entryLock, slot, trash strin
 			}
 			return "", notRecoverable(rd.path, err)
 		}
-		release()
 		// A rename keeps the directory's own time, which may be old: bones
 		// apply would then pick an older entry of the slot over this one.
+		// The record stays held until then, as until then the entry's time
+		// does not match it (see record.matches).
 		wt.touch(rd, name, now)
+		release()
 		return filepath.Join(rd.path, name), nil
 	}
 	return "", notRecoverable(rd.path, fmt.Errorf("%s-<unix seconds> is taken for %d seconds from now", slot, entryNameTries))
 }
 
 // expire removes the recovery entries an earlier prune made more than Keep
-// ago, and the records of entries that are gone, and returns the entries
-// removed (with DryRun, that would be).
-func (r *pruneRun) expire() ([]Recovery, error) {
+// ago, by the guard's rules for the swarm directory sw's slots, and the
+// records of entries that are gone, and returns the entries removed (with
+// DryRun, that would be).
+func (r *pruneRun) expire(sw *swarmDir, guard *pruneGuard) ([]Recovery, error) {
 	rd := r.recovery
 	if rd == nil {
 		var err error
@@ -352,22 +355,28 @@ func (r *pruneRun) expire() ([]Recovery, error) {
 	now := time.Now()
 	for _, name := range names {
 		rec, err := rd.readRecord(name)
-		if err != nil || now.Sub(rec.made) < r.opts.Keep || !rec.made.Before(r.start) {
+		if err != nil || !rec.made.Before(r.start) {
 			// A record that cannot be read may be one a running prune is
 			// writing: left for a later call to judge. What this call made
 			// only a later one removes, however short the retention.
 			continue
 		}
+		if now.Sub(rec.made) < r.opts.Keep {
+			if !r.opts.DryRun {
+				rd.dropIfStale(name, rec)
+			}
+			continue
+		}
 		slot, _, _ := parseRecoveryName(name)
 		e := Recovery{Name: name, Slot: slot, Path: filepath.Join(rd.path, name), Made: rec.made, BySlotgc: true}
 		if r.opts.DryRun {
-			if id, modTime, err := rd.identity(name); err == nil && rec.matches(id) {
+			if id, modTime, err := rd.identity(name); err == nil && rec.matches(id, modTime) {
 				e.ModTime, e.Bytes = modTime, rd.measure(name)
 				expired = append(expired, e)
 			}
 			continue
 		}
-		removed, err := rd.expireEntry(name, rec, &e)
+		removed, err := rd.expireEntry(name, rec, &e, sw, guard)
 		if err != nil {
 			errs = append(errs, &SlotError{Op: opExpire, Slot: name, Path: e.Path, Err: err})
 		}
@@ -376,4 +385,15 @@ func (r *pruneRun) expire() ([]Recovery, error) {
 		}
 	}
 	return expired, errors.Join(errs...)
+}
+
+// dropIfStale drops the record rec of the entry name, young as it is, if
+// the entry is gone or is another directory now: kept for its retention,
+// it would vouch for whatever came to hold the entry's name, and on a file
+// system without birth times its inode number, meanwhile.
+func (rd *recoveryDir) dropIfStale(name string, rec record) {
+	id, mtime, err := rd.identity(name)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRealDir) || err == nil && !rec.matches(id, mtime) {
+		rd.dropStaleRecord(name)
+	}
 }

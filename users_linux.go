@@ -125,10 +125,16 @@ type pruneGuard struct {
 // check refuses to let the locked tree go while a mount point is inside
 // it, a process uses it, or whether one does cannot be told.
 func (g *pruneGuard) check(sw *swarmDir, l *entryLock, name string) error {
-	if points := g.mountsUnder(l.fd); len(points) > 0 {
+	return g.checkTree(sw, l.fd, filepath.Join(sw.path, name))
+}
+
+// checkTree is check for the tree under the open directory fd, at path,
+// on the swarm's file system: a slot, or a recovery entry to expire.
+func (g *pruneGuard) checkTree(sw *swarmDir, fd int, path string) error {
+	if points := g.mountsUnder(fd); len(points) > 0 {
 		return mountInsideError(points)
 	}
-	users, err := g.usersOf(sw, l.fd, filepath.Join(sw.path, name))
+	users, err := g.usersOf(sw, fd, path)
 	switch {
 	case len(users) > 0:
 		return inUseError(users)
@@ -145,11 +151,6 @@ func (g *pruneGuard) check(sw *swarmDir, l *entryLock, name string) error {
 // uses it could not be told.
 var errCannotTell = errors.New("cannot tell whether a process uses it")
 
-// usersOf returns the processes that use the tree under the open
-// directory fd, at path, in the swarm directory sw. A mount point met on
-// the way is an error wrapping ErrMountInside; a directory that cannot be
-// read, or a process whose files cannot be, an error wrapping
-// errCannotTell, returned with the users that were found.
 // recheck is check again, on the locked tree now detached at name, with
 // the mount table and /proc read anew: a process that began using the
 // slot after the call's first pass (a new leaf that has not written its
@@ -162,6 +163,11 @@ func (g *pruneGuard) recheck(sw *swarmDir, l *entryLock, name string) error {
 	return err
 }
 
+// usersOf returns the processes that use the tree under the open
+// directory fd, at path, in the swarm directory sw. A mount point met on
+// the way is an error wrapping ErrMountInside; a directory that cannot be
+// read, or a process whose files cannot be, an error wrapping
+// errCannotTell, returned with the users that were found.
 func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, error) {
 	survey, err := surveyTree(fd, path)
 	switch {
