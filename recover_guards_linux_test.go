@@ -336,3 +336,44 @@ func TestProgressPanicSettlesEverySlot(t *testing.T) {
 		t.Errorf("Progress was called %d times, want none after its panic", calls)
 	}
 }
+
+// TestExpiryKeepsEntryInUse: a process works in a recovery entry slotgc
+// made (its working directory is there: someone salvaging it by hand), or
+// holds one of its files open. Once the retention has passed, a prune
+// with Keep leaves that entry in place, naming the process, as it would a
+// slot; the entry no one uses goes.
+func TestExpiryKeepsEntryInUse(t *testing.T) {
+	ws, swarm := workspace(t)
+	dead := pidLine(deadPID(t))
+	for _, s := range []string{"cwd", "fd", "idle"} {
+		addWorktree(t, addSlot(t, swarm, s, dead))
+	}
+	const keep = time.Second
+	report, err := Prune(ws, PruneOptions{Keep: keep})
+	if err != nil || len(report.Taken()) != 3 {
+		t.Fatalf("setup: Prune(ws, Keep) = %+v, %v, want three slots recovered", report, err)
+	}
+	entries := outcomes(report)
+
+	cmd := helperCmd(t, testBinary(t), "sleep")
+	cmd.Dir = entries["cwd"].Recovery
+	inEntry := startHelper(t, cmd, "sleep").Process.Pid
+	cmd = helperCmd(t, testBinary(t), "hold")
+	cmd.Env = append(cmd.Env, helperArgEnv+"="+filepath.Join(entries["fd"].Recovery, "README"))
+	cmd.Dir = tempDir(t)
+	holding := startHelper(t, cmd, "hold").Process.Pid
+
+	time.Sleep(keep + 100*time.Millisecond)
+	report, err = Prune(ws, PruneOptions{Keep: keep})
+	if len(report.Expired) != 1 || report.Expired[0].Slot != "idle" {
+		t.Errorf("Prune(ws, Keep) expired %+v, want only idle's entry", report.Expired)
+	}
+	for slot, pid := range map[string]int{"cwd": inEntry, "fd": holding} {
+		if !exists(t, entries[slot].Recovery) {
+			t.Errorf("Prune(ws, Keep) removed %s, which pid %d uses", entries[slot].Recovery, pid)
+		}
+		if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", pid)) {
+			t.Errorf("Prune(ws, Keep) error = %v, want %s's entry in use by pid %d", err, slot, pid)
+		}
+	}
+}
