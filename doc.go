@@ -114,7 +114,10 @@
 //     modification times are looked at by a walk that stops at the first
 //     recent entry, follows no symlink and crosses no mount; a slot whose
 //     walk cannot finish (a directory it may not read) is kept, with an
-//     error.
+//     error. Modification times are what it reads, so work copied in
+//     with its old times kept (cp -a, rsync -a, tar x) reads as old; the
+//     change time would see it, but reads as new on any tree whose times
+//     were set back, which is how such trees are made for tests.
 //   - Keep, recoverable removal: a dead slot's worktree, its directory
 //     WorktreeDir ("wt") when it has one, is moved by a single rename into
 //     the recovery directory, "recovery" in the state directory (see
@@ -135,8 +138,21 @@
 // keeps. A later prune with Keep removes an entry once Keep has passed
 // since the prune that made it, whatever the age of the files in it, and
 // only if the entry is still the directory recorded; an entry without a
-// matching record, such as the CLI's own, is never touched. The records
-// directory's name holds no "-", so no <slot>-* lookup matches it.
+// matching record, such as the CLI's own, is never touched. Where no birth
+// time tells a directory from one made later under the same inode number
+// (a file system that keeps none; Windows, where only the name is known),
+// the entry's own modification time must still be the one the prune gave
+// it, so an entry whose top directory changed since is not expired; and
+// a record whose entry is gone, or is another directory, is dropped by the
+// next prune with Keep, however young. Records count only in a records
+// directory this user or root made and no one else may write in: in a
+// shared recovery directory another user could otherwise vouch for any
+// entry (on Windows, which the standard library shows no owner of, the
+// records directory inherits the recovery directory's access list). An
+// entry is expired by the rules a slot is removed by: one holding a mount
+// point, or used by a process, stays, with an error (on Linux; see
+// Systems). The records directory's name holds no "-", so no <slot>-*
+// lookup matches it.
 //
 // The steps are ordered so that a crash loses no worktree and leaves
 // nothing that cannot be judged. A slot to recover is detached, as any
@@ -246,8 +262,14 @@
 //     is. Bytes are allocated blocks (st_blocks × 512), each file with
 //     several links once, as du counts them. A recovery entry's identity
 //     includes its birth time where statx gives one (Linux 4.11 and a file
-//     system that keeps it); elsewhere a directory made under the inode
-//     number of one removed could pass for it.
+//     system that keeps it); elsewhere its modification time stands in.
+//     The walks that measure a tree and look for recent changes describe
+//     each entry with statx answered from the kernel's cache
+//     (AT_STATX_DONT_SYNC, no automount), so a stalled FUSE or NFS mount
+//     inside a slot or an entry is never asked, and never counted. An
+//     expiring entry is guarded as a slot is (mount table and the pass
+//     over /proc), and only on the swarm directory's file system, the one
+//     the pass looks at; an entry elsewhere stays, with an error.
 //
 // macOS and the BSDs: the standard library offers no cheap view of a
 // process's state or start time, nor of the files it uses. A zombie counts
@@ -260,7 +282,8 @@
 // a symlink in the middle of a call can steer it; a mount point is told by
 // a change of device; a restore can replace an empty directory made under
 // the slot's name. The recovery directory is worked on by path alike; a
-// recovery entry is known by its device and inode alone.
+// recovery entry is known by its device, inode and modification time, and
+// is expired with no guard against processes that use it.
 //
 // Windows: liveness is asked of a process handle (OpenProcess, then
 // WaitForSingleObject with no wait), since os.Process.Signal supports only
@@ -288,8 +311,9 @@
 // directory that dies with its holder; Restore takes its turn alike. The
 // recovery directory is worked on by path; Bytes are file sizes (the
 // standard library gives no allocation size), a hard link counted at each
-// name; and a recovery entry is known by its name alone, as the standard
-// library keeps a file's volume and index to itself. A recovery directory
+// name; a recovery entry is known by its name and modification time, as
+// the standard library keeps a file's volume and index to itself; and an
+// entry in use is told only by its removal failing. A recovery directory
 // on another volume shows only when the rename fails, after the slot was
 // detached; the slot is then renamed back.
 package slotgc
