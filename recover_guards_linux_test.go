@@ -27,29 +27,36 @@ import (
 func mountNoBirthFS(t *testing.T) string {
 	t.Helper()
 	needRoot(t)
+	skip := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv(requireRootEnv) == "1" {
+			t.Fatalf(format+", and %s=1 forbids skipping", append(args, requireRootEnv)...)
+		}
+		t.Skipf(format, args...)
+	}
 	for _, tool := range []string{"mkfs.ext2", "mount", "umount"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is missing: %v", tool, err)
+			skip("%s is missing: %v", tool, err)
 		}
 	}
 	dir := t.TempDir()
 	img := filepath.Join(dir, "fs.img")
 	mnt := filepath.Join(dir, "mnt")
 	mkdirs(t, mnt)
-	if err := os.Truncate(img, 0); err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
 	if f, err := os.Create(img); err != nil {
 		t.Fatal(err)
 	} else {
-		f.Truncate(32 << 20)
+		err := f.Truncate(32 << 20)
 		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	if out, err := exec.Command("mkfs.ext2", "-q", "-F", "-I", "128", img).CombinedOutput(); err != nil {
-		t.Skipf("mkfs.ext2: %v: %s", err, out)
+		skip("mkfs.ext2: %v: %s", err, out)
 	}
 	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Skipf("mount -o loop: %v: %s", err, out)
+		skip("mount -o loop: %v: %s", err, out)
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", "-d", mnt).CombinedOutput(); err != nil {
@@ -246,9 +253,6 @@ func TestExpiryKeepsEntryWithStalledMount(t *testing.T) {
 // prune keeps its slot rather than record an entry there.
 func TestRecordsOfAnotherUser(t *testing.T) {
 	needRoot(t)
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("setpriv is missing")
-	}
 	ws, _ := workspace(t)
 	for dir := ws; dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
 		if err := os.Chmod(dir, 0o755); err != nil {
