@@ -31,11 +31,6 @@ func (r record) encode() []byte {
 
 var errBadRecord = errors.New("not a recovery record")
 
-// errUntrustedRecords says the records directory is not this user's
-// alone: anyone else who may write in it could vouch for any entry there,
-// the swarm CLI's own included, and have a prune expire it.
-var errUntrustedRecords = errors.New("the records directory is not this user's alone, so no record in it is trusted")
-
 func parseRecord(b []byte) (record, error) {
 	var made int64
 	var r record

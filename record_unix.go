@@ -3,6 +3,7 @@
 package slotgc
 
 import (
+	"errors"
 	"fmt"
 	"os"
 )
@@ -19,3 +20,8 @@ func trustedRecordDir(uid int, mode uint32) error {
 	}
 	return nil
 }
+
+// errUntrustedRecords says the records directory is not this user's
+// alone: anyone else who may write in it could vouch for any entry there,
+// the swarm CLI's own included, and have a prune expire it.
+var errUntrustedRecords = errors.New("the records directory is not this user's alone, so no record in it is trusted")
