@@ -71,9 +71,7 @@ func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery, sw *swa
 	if moved, err := statAt(dirfd, trash); err != nil || moved.id != st.id {
 		// Not the directory locked: something renamed another in between.
 		// It goes back, unless its name was taken meanwhile.
-		from, _ := makePath(nil, trash)
-		to, _ := makePath(nil, name)
-		renameat2(dirfd, from, rd.fd, to, renameNoReplace)
+		renameExclusive(dirfd, trash, rd.fd, name)
 		return false, fmt.Errorf("%s changed while it was being expired; left in place", e.Path)
 	}
 	rd.dropRecord(name)

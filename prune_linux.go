@@ -95,6 +95,24 @@ func (sw *swarmDir) renameEntry(from, to string) error {
 // the name is free and renames: a directory made in between could then be
 // replaced, if empty.
 func (sw *swarmDir) restoreEntry(from, to string) error {
+	switch err := renameExclusive(int(sw.fd), from, int(sw.fd), to); {
+	case err == nil:
+		return nil
+	case errors.Is(err, syscall.EEXIST):
+		return fs.ErrExist
+	default:
+		return &fs.PathError{Op: "renameat2", Path: sw.entryPath(from), Err: err}
+	}
+}
+
+// renameExclusive renames the entry from of the directory fromDir to to in
+// toDir, never replacing an entry that took the name to, even an empty
+// directory, as rename(2) would: that is EEXIST. RENAME_NOREPLACE does it
+// in one step (https://man7.org/linux/man-pages/man2/rename.2.html);
+// where renameat2 is missing (Linux before 3.15) or the file system
+// refuses the flag, the name is checked and then taken, so an empty
+// directory made in between could be replaced.
+func renameExclusive(fromDir int, from string, toDir int, to string) error {
 	fromPath, err := makePath(nil, from)
 	if err != nil {
 		return err
@@ -103,22 +121,14 @@ func (sw *swarmDir) restoreEntry(from, to string) error {
 	if err != nil {
 		return err
 	}
-	// RENAME_NOREPLACE fails with EEXIST rather than replace an entry that
-	// took the new name, even an empty directory, as rename(2) would
-	// (https://man7.org/linux/man-pages/man2/rename.2.html).
-	err = renameat2(int(sw.fd), fromPath, int(sw.fd), toPath, renameNoReplace)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, syscall.EEXIST):
-		return fs.ErrExist
-	case errors.Is(err, syscall.ENOSYS), errors.Is(err, syscall.EINVAL):
-		if _, _, err := sw.entryIdentity(to); err == nil {
-			return fs.ErrExist
-		}
-		return sw.renameEntry(from, to)
+	err = renameat2(fromDir, fromPath, toDir, toPath, renameNoReplace)
+	if !errors.Is(err, syscall.ENOSYS) && !errors.Is(err, syscall.EINVAL) {
+		return err
 	}
-	return &fs.PathError{Op: "renameat2", Path: sw.entryPath(from), Err: err}
+	if _, err := statAt(toDir, to); err == nil {
+		return syscall.EEXIST
+	}
+	return ignoringEINTR(func() error { return syscall.Renameat(fromDir, from, toDir, to) })
 }
 
 // removeLocked removes the locked tree, now at name in the swarm

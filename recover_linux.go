@@ -196,23 +196,7 @@ func (wt *worktree) touch(_ *recoveryDir, _ string, now time.Time) {
 // recovery directory as name, never replacing an entry there: a name
 // taken is fs.ErrExist.
 func (rd *recoveryDir) moveIn(sw *swarmDir, l *entryLock, trash, name string) error {
-	from, err := makePath(nil, WorktreeDir)
-	if err != nil {
-		return err
-	}
-	to, err := makePath(nil, name)
-	if err != nil {
-		return err
-	}
-	err = renameat2(l.fd, from, rd.fd, to, renameNoReplace)
-	if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EINVAL) {
-		// As in restoreEntry: no renameat2, or a file system that refuses
-		// the flag; the name is checked, then taken.
-		if _, serr := statAt(rd.fd, name); serr == nil {
-			return fs.ErrExist
-		}
-		err = ignoringEINTR(func() error { return syscall.Renameat(l.fd, WorktreeDir, rd.fd, name) })
-	}
+	err := renameExclusive(l.fd, WorktreeDir, rd.fd, name)
 	switch {
 	case err == nil:
 		return nil
@@ -267,21 +251,7 @@ func (rd *recoveryDir) restoreInto(sw *swarmDir, name, slot string) error {
 		}
 		return lockError(entryPath, err)
 	}
-	from, err := makePath(nil, name)
-	if err != nil {
-		return err
-	}
-	to, err := makePath(nil, WorktreeDir)
-	if err != nil {
-		return err
-	}
-	err = renameat2(rd.fd, from, slotFd, to, renameNoReplace)
-	if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EINVAL) {
-		// The slot's directory was just made empty; only a racer can have
-		// put a worktree in it, and rename(2) would refuse to replace one
-		// that is not empty.
-		err = ignoringEINTR(func() error { return syscall.Renameat(rd.fd, name, slotFd, WorktreeDir) })
-	}
+	err = renameExclusive(rd.fd, name, slotFd, WorktreeDir)
 	if errors.Is(err, syscall.EXDEV) {
 		return fmt.Errorf("%s is on another file system or mount than %s, and a worktree is only ever renamed, never copied: %w",
 			entryPath, sw.path, &fs.PathError{Op: "renameat2", Path: entryPath, Err: err})
