@@ -9,9 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -238,6 +240,37 @@ type (
 	object = map[string]any
 	array  = []any
 )
+
+// jsonShapeCase is a run of the command, with -C and the workspace its
+// layout makes, and the exit code and shape of the JSON it must print.
+type jsonShapeCase struct {
+	name     string
+	layout   func(*testing.T) string
+	args     []string
+	wantCode int
+	want     object
+}
+
+// testJSONShapes runs each case as a subtest.
+func testJSONShapes(t *testing.T, tests []jsonShapeCase) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runSlotgc(t, append([]string{"-C", tc.layout(t)}, tc.args...)...)
+			command := "slotgc " + strings.Join(tc.args, " ")
+			if r.code != tc.wantCode {
+				t.Errorf("%s = exit %d (stderr %q), want exit %d", command, r.code, r.stderr, tc.wantCode)
+			}
+			var got any
+			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+				t.Fatalf("%s printed %q, want one JSON object: %v", command, r.stdout, err)
+			}
+			if shape := jsonShape(got); !reflect.DeepEqual(shape, any(tc.want)) {
+				t.Errorf("%s shape = %s, want %s", command, shapeText(shape), shapeText(tc.want))
+			}
+		})
+	}
+}
 
 // jsonShape returns v, a value decoded from JSON, with every string, number,
 // bool and null replaced by the name of its type, so that two outputs have

@@ -360,13 +360,7 @@ func TestJSONShape(t *testing.T) {
 	withError := object{"name": "string", "state": "string", "dead": "bool", "error": "string"}
 	leaf := object{"name": "string", "pid": "number", "stopped": "bool"}
 	note := object{"note": "string", "swarm": "string", "workspace": "string"}
-	tests := []struct {
-		name     string
-		layout   func(*testing.T) string
-		args     []string
-		wantCode int
-		want     object
-	}{
+	tests := []jsonShapeCase{
 		{"status", populated, []string{"-json", "status"}, 0, object{
 			"counts":    object{"bad-pid-file": "number", "gone": "number", "live": "number", "no-pid-file": "number"},
 			"detached":  array{withError, withPID},
@@ -407,20 +401,5 @@ func TestJSONShape(t *testing.T) {
 		{"prune of no workspace", notWorkspace, []string{"-json", "prune"}, 0, note},
 		{"down in no workspace", notWorkspace, []string{"-json", "down"}, 0, note},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			r := runSlotgc(t, append([]string{"-C", tc.layout(t)}, tc.args...)...)
-			command := "slotgc " + strings.Join(tc.args, " ")
-			if r.code != tc.wantCode {
-				t.Errorf("%s = exit %d (stderr %q), want exit %d", command, r.code, r.stderr, tc.wantCode)
-			}
-			var got any
-			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
-				t.Fatalf("%s printed %q, want one JSON object: %v", command, r.stdout, err)
-			}
-			if shape := jsonShape(got); !reflect.DeepEqual(shape, any(tc.want)) {
-				t.Errorf("%s shape = %s, want %s", command, shapeText(shape), shapeText(tc.want))
-			}
-		})
-	}
+	testJSONShapes(t, tests)
 }

@@ -277,13 +277,7 @@ func TestRecoverJSONShape(t *testing.T) {
 	kept := object{"slot": "string", "action": "string", "reason": "string", "bytes": "number"}
 	recoveredSlot := object{"slot": "string", "action": "string", "bytes": "number", "recovery": "string"}
 	sized := object{"name": "string", "pid": "number", "state": "string", "dead": "bool", "bytes": "number"}
-	tests := []struct {
-		name     string
-		layout   func(*testing.T) string
-		args     []string
-		wantCode int
-		want     object
-	}{
+	tests := []jsonShapeCase{
 		{"prune -idle -keep", recoverable, []string{"-json", "prune", "-idle", "10m", "-keep", "24h"}, 0, object{
 			"detached_finished": array{}, "detached_kept": array{}, "dry_run": "bool", "expired": array{},
 			"report": array{kept, recoveredSlot}, "settings": settings, "slots": array{"string"}, "swarm": "string", "workspace": "string",
@@ -303,22 +297,7 @@ func TestRecoverJSONShape(t *testing.T) {
 			"error": "string", "slot": "string", "swarm": "string", "workspace": "string",
 		}},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			r := runSlotgc(t, append([]string{"-C", tc.layout(t)}, tc.args...)...)
-			command := "slotgc " + strings.Join(tc.args, " ")
-			if r.code != tc.wantCode {
-				t.Errorf("%s = exit %d (stderr %q), want exit %d", command, r.code, r.stderr, tc.wantCode)
-			}
-			var got any
-			if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
-				t.Fatalf("%s printed %q, want one JSON object: %v", command, r.stdout, err)
-			}
-			if shape := jsonShape(got); !reflect.DeepEqual(shape, any(tc.want)) {
-				t.Errorf("%s shape = %s, want %s", command, shapeText(shape), shapeText(tc.want))
-			}
-		})
-	}
+	testJSONShapes(t, tests)
 }
 
 func TestBytesAndAgeText(t *testing.T) {
