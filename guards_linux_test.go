@@ -38,6 +38,28 @@ var (
 		runtime.KeepAlive(f)
 		os.Exit(0)
 	})
+	_ = registerHelper("late-writer", func() {
+		// Wait for a line on stdin, then make a new directory in the one
+		// named by SLOTGC_TEST_ARG and a file in it, and keep that open,
+		// working from elsewhere: a late user of nothing the slot held
+		// before.
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		dir := filepath.Join(os.Getenv(helperArgEnv), "new")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		f, err := os.Create(filepath.Join(dir, "work.txt"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		f.WriteString("precious work\n")
+		fmt.Println("in")
+		time.Sleep(childLifetime)
+		runtime.KeepAlive(f)
+		os.Exit(0)
+	})
 	_ = registerHelper("attack-thread", func() {
 		// One thread unshares its fs info and file table (clone(2) without
 		// CLONE_FS/CLONE_FILES, as a pthread made by some runtimes or
@@ -147,38 +169,51 @@ func TestKillSlotForgedPIDFile(t *testing.T) {
 // would: the look PruneDead takes again once the slot is detached must see
 // it, and put the slot back.
 func TestPruneSeesLateUser(t *testing.T) {
-	ws, swarm := workspace(t)
-	addSlot(t, swarm, "a", pidLine(deadPID(t)))
-	b := addSlot(t, swarm, "b", pidLine(deadPID(t)))
-	mkdirs(t, filepath.Join(b, "wt"))
-	writeFile(t, filepath.Join(b, "wt", "source.go"), "package main\n")
+	for _, tc := range []struct {
+		mode string
+		// made is a file the late user makes and keeps, relative to wt.
+		made string
+	}{
+		{"late-leaf", "work.txt"},
+		{"late-writer", "new/work.txt"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			ws, swarm := workspace(t)
+			addSlot(t, swarm, "a", pidLine(deadPID(t)))
+			b := addSlot(t, swarm, "b", pidLine(deadPID(t)))
+			mkdirs(t, filepath.Join(b, "wt"))
+			writeFile(t, filepath.Join(b, "wt", "source.go"), "package main\n")
 
-	leafCmd := helperCmd(t, testBinary(t), "late-leaf")
-	leafCmd.Env = append(leafCmd.Env, helperArgEnv+"="+filepath.Join(b, "wt"))
-	stdin, _ := leafCmd.StdinPipe()
-	stdout, _ := leafCmd.StdoutPipe()
-	if err := leafCmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { leafCmd.Process.Kill(); leafCmd.Wait() })
-	// Slot a's check made the call's one pass over /proc; b's reuses it.
-	testHookChecked = func(slot string) {
-		if slot != "b" {
-			return
-		}
-		fmt.Fprintln(stdin, "go")
-		if line, _ := bufio.NewReader(stdout).ReadString('\n'); strings.TrimSpace(line) != "in" {
-			t.Errorf("setup: the late leaf did not start working in b: %q", line)
-		}
-	}
-	t.Cleanup(func() { testHookChecked = nil })
+			leafCmd := helperCmd(t, testBinary(t), tc.mode)
+			leafCmd.Env = append(leafCmd.Env, helperArgEnv+"="+filepath.Join(b, "wt"))
+			leafCmd.Dir = tempDir(t)
+			stdin, _ := leafCmd.StdinPipe()
+			stdout, _ := leafCmd.StdoutPipe()
+			if err := leafCmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { leafCmd.Process.Kill(); leafCmd.Wait() })
+			// Slot a's check made the call's one pass over /proc; b's
+			// reuses it.
+			testHookChecked = func(slot string) {
+				if slot != "b" {
+					return
+				}
+				fmt.Fprintln(stdin, "go")
+				if line, _ := bufio.NewReader(stdout).ReadString('\n'); strings.TrimSpace(line) != "in" {
+					t.Errorf("setup: the late user did not start working in b: %q", line)
+				}
+			}
+			t.Cleanup(func() { testHookChecked = nil })
 
-	got, err := PruneDead(ws)
-	if !slices.Equal(got, []string{"a"}) || !errors.Is(err, ErrInUse) {
-		t.Errorf("PruneDead(ws) = %v, %v, want [a] and an ErrInUse for b", got, err)
-	}
-	if _, err := os.Stat(filepath.Join(b, "wt", "work.txt")); err != nil {
-		t.Errorf("slot b is not whole at its name while pid %d works in it: %v", leafCmd.Process.Pid, err)
+			got, err := PruneDead(ws)
+			if !slices.Equal(got, []string{"a"}) || !errors.Is(err, ErrInUse) {
+				t.Errorf("PruneDead(ws) = %v, %v, want [a] and an ErrInUse for b", got, err)
+			}
+			if _, err := os.Stat(filepath.Join(b, "wt", tc.made)); err != nil {
+				t.Errorf("slot b is not whole at its name while pid %d works in it: %v", leafCmd.Process.Pid, err)
+			}
+		})
 	}
 }
 
