@@ -49,6 +49,9 @@ func (s treeSurvey) isTop(fd int) bool {
 	return err == nil && dev == s.dev && ino == s.top
 }
 
+// testHookSurveyed, when set by a test, is called as a survey starts.
+var testHookSurveyed func()
+
 // surveyTree walks the tree under the open directory fd and records its
 // inodes. It returns an error naming the first directory it cannot open
 // or read, and a mount point inside as an error naming it (path is the
@@ -59,6 +62,9 @@ func surveyTree(fd int, path string) (treeSurvey, error) {
 	var st syscall.Stat_t
 	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
 		return treeSurvey{}, &fs.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if testHookSurveyed != nil {
+		testHookSurveyed()
 	}
 	s := treeSurvey{dev: uint64(st.Dev), top: st.Ino, inodes: map[uint64]uint8{st.Ino: surveyDir}}
 	restore := readableForSurvey(fd, &st)

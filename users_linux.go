@@ -197,7 +197,20 @@ func (g *pruneGuard) recheck(sw *swarmDir, l *entryLock, name string) error {
 // the way is an error wrapping ErrMountInside; a directory that cannot be
 // read, or a process whose files cannot be, an error wrapping
 // errCannotTell, returned with the users that were found.
+//
+// Where the pass read every process and found none holding anything of
+// the swarm's file system that could count (a swarm on a file system of
+// its own, which no process works in), no process can use the tree, and
+// it is not walked.
 func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, error) {
+	if !g.procsRead {
+		g.procsRead = true
+		g.snapshot = readProcesses(sw)
+	}
+	g.checked, g.checkedHeld = nil, nil
+	if len(g.snapshot.procs) == 0 && g.snapshot.unreadable == nil {
+		return nil, nil
+	}
 	survey, err := surveyTree(fd, path)
 	switch {
 	case errors.Is(err, errMountPoint):
@@ -206,10 +219,6 @@ func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, erro
 		return nil, err // its owner removed it meanwhile
 	case err != nil:
 		return nil, fmt.Errorf("%w: %w; left in place", errCannotTell, err)
-	}
-	if !g.procsRead {
-		g.procsRead = true
-		g.snapshot = readProcesses(sw)
 	}
 	g.checked, g.checkedHeld = &survey, g.snapshot.held()
 	return g.usersIn(&survey)
