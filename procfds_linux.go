@@ -167,6 +167,11 @@ func (r *procReader) keepsMount(dir procDir, mnt uint64) bool {
 	return !ok || m.dev == r.target.fs.dev
 }
 
+// oTmpfileOwnBit is __O_TMPFILE, the bit O_TMPFILE adds to O_DIRECTORY,
+// the same on every architecture this package builds for (only alpha,
+// parisc and sparc number it otherwise).
+const oTmpfileOwnBit = 0o20000000
+
 // fdInfo is what slotgc needs of an fdinfo file.
 type fdInfo struct {
 	mnt, ino uint64
@@ -214,8 +219,10 @@ func parseFdinfo(b []byte) (fdInfo, error) {
 		b = rest
 		if v, ok := bytes.CutPrefix(line, []byte("flags:")); ok {
 			// The open flags, in octal, as this architecture numbers them.
+			// O_TMPFILE is O_DIRECTORY and a bit of its own, and opens a
+			// file (https://man7.org/linux/man-pages/man2/open.2.html).
 			if flags, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 8, 64); err == nil {
-				info.directory = flags&syscall.O_DIRECTORY != 0
+				info.directory = flags&syscall.O_DIRECTORY != 0 && flags&oTmpfileOwnBit == 0
 			}
 		} else if v, ok := bytes.CutPrefix(line, []byte("mnt_id:")); ok {
 			info.mnt, hasMnt = parseDecimal(bytes.TrimSpace(v))

@@ -116,6 +116,7 @@ func TestFdinfoTellsDirectories(t *testing.T) {
 		{dir, syscall.O_RDONLY | syscall.O_DIRECTORY, true},
 		{dir, syscall.O_RDONLY, false},
 		{file, syscall.O_RDONLY, false},
+		{dir, syscall.O_RDWR | syscall.O_DIRECTORY | oTmpfileOwnBit, false}, // O_TMPFILE: a file
 	} {
 		fd, err := syscall.Open(tc.path, tc.flags|syscall.O_CLOEXEC, 0)
 		if err != nil {
