@@ -199,13 +199,8 @@
 //     (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html). A
 //     process that opens a directory of a slot and later works through
 //     that descriptor alone is not counted: every pruner holds the trees
-//     it walks open so (a descriptor opened with O_DIRECTORY, as fdinfo's
-//     flags show, is not even read). A slot's tree is walked to match its
-//     inodes against the pass only where some process holds something of
-//     the swarm's file system, and after the detach only again where the
-//     new pass shows a process holding an inode the first walk and pass
-//     did not know; a swarm on a file system of its own that no process
-//     works in is not walked at all. Users answers from the same pass. A process counts as using a slot
+//     it walks open so.
+//     Users answers from the same pass. A process counts as using a slot
 //     through its working or root directory, its open files and its
 //     mappings; a thread's own working directory or file table counts
 //     where the main thread has exited, not where a thread unshared them

@@ -134,10 +134,6 @@ func (r *procReader) openFiles(dir procDir, files []inUse) ([]inUse, error) {
 		case err != nil:
 			failed = dir.error("read", "fdinfo/"+string(name), err)
 			return
-		case info.directory:
-			// Opened with O_DIRECTORY, which only a directory takes: an
-			// open directory never counts (see the top of users_linux.go).
-			return
 		case !r.keepsMount(dir, info.mnt):
 			return
 		case !info.hasIno:
@@ -167,17 +163,10 @@ func (r *procReader) keepsMount(dir procDir, mnt uint64) bool {
 	return !ok || m.dev == r.target.fs.dev
 }
 
-// oTmpfileOwnBit is __O_TMPFILE, the bit O_TMPFILE adds to O_DIRECTORY,
-// the same on every architecture this package builds for (only alpha,
-// parisc and sparc number it otherwise).
-const oTmpfileOwnBit = 0o20000000
-
 // fdInfo is what slotgc needs of an fdinfo file.
 type fdInfo struct {
 	mnt, ino uint64
 	hasIno   bool
-	// directory says the file was opened with O_DIRECTORY.
-	directory bool
 }
 
 // fdinfo reads the fdinfo file at name, relative to the directory dir.
@@ -204,8 +193,8 @@ func (r *procReader) fdinfo(dir int, name []byte) (fdInfo, error) {
 	return parseFdinfo(buf[:n])
 }
 
-// parseFdinfo picks the flags, mnt_id and ino lines out of the start of
-// an fdinfo file
+// parseFdinfo picks the mnt_id and ino lines out of the start of an
+// fdinfo file
 // (https://man7.org/linux/man-pages/man5/proc_pid_fdinfo.5.html); a line
 // cut short by the end of b is not read.
 func parseFdinfo(b []byte) (fdInfo, error) {
@@ -217,14 +206,7 @@ func parseFdinfo(b []byte) (fdInfo, error) {
 			break
 		}
 		b = rest
-		if v, ok := bytes.CutPrefix(line, []byte("flags:")); ok {
-			// The open flags, in octal, as this architecture numbers them.
-			// O_TMPFILE is O_DIRECTORY and a bit of its own, and opens a
-			// file (https://man7.org/linux/man-pages/man2/open.2.html).
-			if flags, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 8, 64); err == nil {
-				info.directory = flags&syscall.O_DIRECTORY != 0 && flags&oTmpfileOwnBit == 0
-			}
-		} else if v, ok := bytes.CutPrefix(line, []byte("mnt_id:")); ok {
+		if v, ok := bytes.CutPrefix(line, []byte("mnt_id:")); ok {
 			info.mnt, hasMnt = parseDecimal(bytes.TrimSpace(v))
 		} else if v, ok := bytes.CutPrefix(line, []byte("ino:")); ok {
 			info.ino, info.hasIno = parseDecimal(bytes.TrimSpace(v))

@@ -22,8 +22,8 @@ const (
 // top directory and the inode numbers of everything in it, the top
 // directory included, each marked with what it was found as.
 type treeSurvey struct {
-	dev, top uint64
-	inodes   map[uint64]uint8
+	dev    uint64
+	inodes map[uint64]uint8
 	// probed says a file's d_ino was compared with its st_ino; statAll,
 	// that they differed, so every entry is stat'ed as well.
 	probed, statAll bool
@@ -42,16 +42,6 @@ func (s treeSurvey) uses(files []inUse) bool {
 	return false
 }
 
-// isTop reports whether the open directory fd is the top of the surveyed
-// tree.
-func (s treeSurvey) isTop(fd int) bool {
-	dev, ino, err := dirIdentity(fd)
-	return err == nil && dev == s.dev && ino == s.top
-}
-
-// testHookSurveyed, when set by a test, is called as a survey starts.
-var testHookSurveyed func()
-
 // surveyTree walks the tree under the open directory fd and records its
 // inodes. It returns an error naming the first directory it cannot open
 // or read, and a mount point inside as an error naming it (path is the
@@ -63,10 +53,7 @@ func surveyTree(fd int, path string) (treeSurvey, error) {
 	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
 		return treeSurvey{}, &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	if testHookSurveyed != nil {
-		testHookSurveyed()
-	}
-	s := treeSurvey{dev: uint64(st.Dev), top: st.Ino, inodes: map[uint64]uint8{st.Ino: surveyDir}}
+	s := treeSurvey{dev: uint64(st.Dev), inodes: map[uint64]uint8{st.Ino: surveyDir}}
 	restore := readableForSurvey(fd, &st)
 	defer restore()
 	return s, s.walk(fd, path, true)

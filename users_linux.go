@@ -120,12 +120,6 @@ type pruneGuard struct {
 	// pass could not look into; asked says Users asked.
 	blind int
 	asked bool
-	// checked is the survey of the tree check last let go, and
-	// checkedHeld the inodes the pass it was compared with found held:
-	// recheck of that tree surveys it again only when a process now holds
-	// an inode that neither names.
-	checked     *treeSurvey
-	checkedHeld map[uint64]bool
 }
 
 // check refuses to let the locked tree go while a mount point is inside
@@ -140,12 +134,7 @@ func (g *pruneGuard) checkTree(sw *swarmDir, fd int, path string) error {
 	if points := g.mountsUnder(fd); len(points) > 0 {
 		return mountInsideError(points)
 	}
-	return g.verdict(g.usersOf(sw, fd, path))
-}
-
-// verdict is the guard's answer for a tree, given the processes found to
-// use it and why that could not be told, if so.
-func (g *pruneGuard) verdict(users []Process, err error) error {
+	users, err := g.usersOf(sw, fd, path)
 	switch {
 	case len(users) > 0:
 		return inUseError(users)
@@ -166,30 +155,12 @@ var errCannotTell = errors.New("cannot tell whether a process uses it")
 // the mount table and /proc read anew: a process that began using the
 // slot after the call's first pass (a new leaf that has not written its
 // pid file yet) would otherwise go unseen for as long as the call takes.
-//
-// The tree's survey is made again only when the new pass shows a process
-// holding an inode of the swarm's file system that neither the check's
-// survey nor its pass named: one made since, which may be in the tree.
-// Otherwise the check's survey tells, as the tree's inodes are those it
-// found or new ones. (A file some process held before the check, moved
-// into the tree since, goes unseen; it was never the slot's.)
 func (g *pruneGuard) recheck(sw *swarmDir, l *entryLock, name string) error {
 	g.mountsRead, g.procsRead = false, false
 	blind := g.blind
-	defer func() { g.blind = blind }() // the slot was counted, if at all, by its first check
-	survey, held := g.checked, g.checkedHeld
-	if survey == nil || !survey.isTop(l.fd) {
-		return g.check(sw, l, name)
-	}
-	if points := g.mountsUnder(l.fd); len(points) > 0 {
-		return mountInsideError(points)
-	}
-	g.procsRead = true
-	g.snapshot = readProcesses(sw)
-	if g.snapshot.holdsBeyond(survey, held) {
-		return g.check(sw, l, name)
-	}
-	return g.verdict(g.usersIn(survey))
+	err := g.check(sw, l, name)
+	g.blind = blind // the slot was counted, if at all, by its first check
+	return err
 }
 
 // usersOf returns the processes that use the tree under the open
@@ -197,20 +168,7 @@ func (g *pruneGuard) recheck(sw *swarmDir, l *entryLock, name string) error {
 // the way is an error wrapping ErrMountInside; a directory that cannot be
 // read, or a process whose files cannot be, an error wrapping
 // errCannotTell, returned with the users that were found.
-//
-// Where the pass read every process and found none holding anything of
-// the swarm's file system that could count (a swarm on a file system of
-// its own, which no process works in), no process can use the tree, and
-// it is not walked.
 func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, error) {
-	if !g.procsRead {
-		g.procsRead = true
-		g.snapshot = readProcesses(sw)
-	}
-	g.checked, g.checkedHeld = nil, nil
-	if len(g.snapshot.procs) == 0 && g.snapshot.unreadable == nil {
-		return nil, nil
-	}
 	survey, err := surveyTree(fd, path)
 	switch {
 	case errors.Is(err, errMountPoint):
@@ -220,13 +178,10 @@ func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, erro
 	case err != nil:
 		return nil, fmt.Errorf("%w: %w; left in place", errCannotTell, err)
 	}
-	g.checked, g.checkedHeld = &survey, g.snapshot.held()
-	return g.usersIn(&survey)
-}
-
-// usersIn returns the processes of the pass that use the surveyed tree,
-// with an error wrapping errCannotTell if some could not be read.
-func (g *pruneGuard) usersIn(survey *treeSurvey) ([]Process, error) {
+	if !g.procsRead {
+		g.procsRead = true
+		g.snapshot = readProcesses(sw)
+	}
 	var users []Process
 	for _, p := range g.snapshot.procs {
 		if survey.uses(p.files) {
@@ -237,31 +192,6 @@ func (g *pruneGuard) usersIn(survey *treeSurvey) ([]Process, error) {
 		return users, fmt.Errorf("%w: %w; left in place", errCannotTell, g.snapshot.unreadable)
 	}
 	return users, nil
-}
-
-// held returns the inodes the pass found some process holding.
-func (snap *procSnapshot) held() map[uint64]bool {
-	held := make(map[uint64]bool)
-	for _, p := range snap.procs {
-		for _, f := range p.files {
-			held[f.ino] = true
-		}
-	}
-	return held
-}
-
-// holdsBeyond reports whether some process of the pass holds an inode
-// that neither the survey found nor the earlier pass whose held inodes
-// are held found held.
-func (snap *procSnapshot) holdsBeyond(survey *treeSurvey, held map[uint64]bool) bool {
-	for _, p := range snap.procs {
-		for _, f := range p.files {
-			if _, known := survey.inodes[f.ino]; !known && !held[f.ino] {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // users returns the processes that use the entry name of the swarm

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -311,57 +310,5 @@ func wantMappedOnly(t *testing.T, pid int, file string) {
 		if link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); link == file {
 			t.Fatalf("setup: pid %d still holds %s open as fd %s", pid, file, fd.Name())
 		}
-	}
-}
-
-// TestGuardOnFileSystemOfItsOwn: a swarm on a tmpfs of its own, where no
-// process but the pruner (whose open directories never count) holds
-// anything, is pruned without a walk of the trees; once a process holds a
-// file of one slot there, or works in another, those slots are kept.
-func TestGuardOnFileSystemOfItsOwn(t *testing.T) {
-	needRoot(t)
-	ws := tempDir(t)
-	mount(t, "tmpfs", ws, "tmpfs")
-	swarm := filepath.Join(ws, SwarmDir)
-	dead := pidLine(deadPID(t))
-	for _, s := range []string{"free", "held", "worked-in"} {
-		slot := addSlot(t, swarm, s, dead)
-		mkdirs(t, filepath.Join(slot, "wt"))
-		writeFile(t, filepath.Join(slot, "wt", "main.go"), "package main\n")
-	}
-	cmd := helperCmd(t, testBinary(t), "hold")
-	cmd.Env = append(cmd.Env, helperArgEnv+"="+filepath.Join(swarm, "held", "wt", "main.go"))
-	cmd.Dir = tempDir(t)
-	holder := startHelper(t, cmd, "hold")
-	cmd = helperCmd(t, testBinary(t), "sleep")
-	cmd.Dir = filepath.Join(swarm, "worked-in", "wt")
-	worker := startHelper(t, cmd, "sleep")
-	holding, working := holder.Process.Pid, worker.Process.Pid
-
-	got, err := PruneDead(ws)
-	if !slices.Equal(got, []string{"free"}) || !errors.Is(err, ErrInUse) {
-		t.Errorf("PruneDead(ws) = %v, %v, want [free] and held, worked-in in use", got, err)
-	}
-	for _, pid := range []int{holding, working} {
-		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", pid)) {
-			t.Errorf("PruneDead(ws) error = %v, want pid %d named", err, pid)
-		}
-	}
-
-	// With the holders gone, nothing on the tmpfs counts: the guard lets
-	// the slots go without walking them.
-	for _, c := range []*exec.Cmd{holder, worker} {
-		c.Process.Kill()
-		c.Wait()
-	}
-	walked := 0
-	testHookSurveyed = func() { walked++ }
-	t.Cleanup(func() { testHookSurveyed = nil })
-	got, err = PruneDead(ws)
-	if !slices.Equal(got, []string{"held", "worked-in"}) || err != nil {
-		t.Errorf("PruneDead(ws) = %v, %v, want [held worked-in], nil", got, err)
-	}
-	if walked != 0 {
-		t.Errorf("PruneDead(ws) walked %d trees of a file system no process holds anything of, want 0", walked)
 	}
 }
