@@ -199,7 +199,9 @@
 //     (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html). A
 //     process that opens a directory of a slot and later works through
 //     that descriptor alone is not counted: every pruner holds the trees
-//     it walks open so.
+//     it walks open so. Nor is a file a process holds only as a file
+//     registered with an io_uring, its descriptor closed: /proc lists it
+//     in no fd directory.
 //     Users answers from the same pass. A process counts as using a slot
 //     through its working or root directory, its open files and its
 //     mappings; a thread's own working directory or file table counts
