@@ -27,6 +27,10 @@ import (
 // oTmpfile is O_TMPFILE on Linux: __O_TMPFILE | O_DIRECTORY.
 const oTmpfile = 0o20000000 | syscall.O_DIRECTORY
 
+// tmpfileWriteEvery is how often the tmpfile-writer helper adds to its
+// file.
+const tmpfileWriteEvery = 100 * time.Millisecond
+
 // atSymlinkFollow is AT_SYMLINK_FOLLOW for linkat(2).
 const atSymlinkFollow = 0x400
 
@@ -49,7 +53,7 @@ var (
 			os.Exit(2)
 		}
 		fmt.Println("ready", fd)
-		for range time.Tick(100 * time.Millisecond) {
+		for range time.Tick(tmpfileWriteEvery) {
 			syscall.Write(fd, []byte("more work\n"))
 		}
 	})
@@ -123,9 +127,8 @@ func linkat(olddirfd int, oldpath string, newdirfd int, newpath string, flags in
 // file of a dead slot that it made with O_TMPFILE and then linked into
 // the slot. O_TMPFILE is __O_TMPFILE|O_DIRECTORY, so the descriptor's
 // fdinfo flags carry the O_DIRECTORY bit although the file is a regular
-// one, and the /proc pass drops it as "an open directory". The slot is
-// removed under the writer. (Before 25ae9e3 the descriptor counted and
-// the slot was kept.)
+// one: a pass that took that bit for an open directory's would drop it.
+// The slot is kept, the writer named.
 func TestPruneSeesTmpfileHeldOpen(t *testing.T) {
 	ws, swarm := workspace(t)
 	slot := addSlot(t, swarm, "tmpfile", pidLine(deadPID(t)))
@@ -168,9 +171,9 @@ func TestPruneSeesTmpfileHeldOpen(t *testing.T) {
 // and holding it, working from elsewhere. Its new file reuses the inode
 // number of a scratch file that it held at the call's first pass and
 // removed just before (ext4 gives the lowest free inode of the group, so
-// a number freed a moment ago comes straight back). The recheck sees no
-// inode that neither the first survey nor the first pass knew, reuses the
-// stale survey, and lets the slot go; a fresh survey would find the file.
+// a number freed a moment ago comes straight back): a recheck that took
+// an inode held at the first pass for one outside the tree would let the
+// slot go. Only a fresh survey finds the file; the slot is kept.
 func TestPruneSeesLateUserOnReusedInode(t *testing.T) {
 	ws, swarm := workspace(t)
 	addSlot(t, swarm, "a", pidLine(deadPID(t)))
@@ -234,9 +237,8 @@ func TestPruneSeesLateUserOnReusedInode(t *testing.T) {
 // aside (its working directory, outside the slot, at the call's first
 // pass) moves it into the dead slot between the check and the detach, and
 // works on there. Its working directory's inode was held at the first
-// pass, so the recheck reuses the stale survey and the slot goes, the
-// process's working directory with it; a fresh survey would find it. (The
-// recheck's comment names this case: "it was never the slot's".)
+// pass, outside the tree; only a fresh survey finds it inside. The slot is
+// kept, the process's working directory whole.
 func TestPruneSeesLateUserMovingWorkIn(t *testing.T) {
 	ws, swarm := workspace(t)
 	addSlot(t, swarm, "a", pidLine(deadPID(t)))
@@ -256,7 +258,6 @@ func TestPruneSeesLateUserMovingWorkIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	time.Sleep(100 * time.Millisecond) // its working directory is set from the start
 	testHookChecked = func(slot string) {
 		if slot != "b" {
 			return
@@ -280,9 +281,9 @@ func TestPruneSeesLateUserMovingWorkIn(t *testing.T) {
 // root's case with the workspace on a tmpfs of its own. Nobody's pruner
 // may not read root's 0311 directory in the dead slot; the package doc
 // says such a slot stays, whole, with an error naming the directory
-// ("Cannot tell means keep"). As no process of nobody's holds anything on
-// the tmpfs, the guard no longer walks the tree, and the slot is detached
-// and its removal run until it meets the directory.
+// ("Cannot tell means keep"), even where no process of nobody's holds
+// anything on the tmpfs: a guard that skipped the walk then would detach
+// the slot and remove it until it met the directory.
 func TestPruneKeepsUnreadableDirOnOwnFileSystem(t *testing.T) {
 	needRoot(t)
 	ws := tempDir(t)
