@@ -10,9 +10,9 @@ import (
 )
 
 // pruneCommand parses prune's flags and prunes. -idle and -keep take the
-// place of SLOTGC_IDLE and SLOTGC_KEEP; the environment is read only for a
-// flag not given, so a bad value there stops only a prune that would use
-// it.
+// place of SLOTGC_IDLE and SLOTGC_KEEP; the environment is read only where
+// a flag is not given, so a bad value there stops only a prune that does
+// not give both.
 func (c cli) pruneCommand(args []string) int {
 	sub := c.subFlags("prune")
 	dryRun := sub.Bool("n", false, "only say what would be done")
