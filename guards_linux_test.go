@@ -187,24 +187,9 @@ func TestPruneSeesLateUser(t *testing.T) {
 			leafCmd := helperCmd(t, testBinary(t), tc.mode)
 			leafCmd.Env = append(leafCmd.Env, helperArgEnv+"="+filepath.Join(b, "wt"))
 			leafCmd.Dir = tempDir(t)
-			stdin, _ := leafCmd.StdinPipe()
-			stdout, _ := leafCmd.StdoutPipe()
-			if err := leafCmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { leafCmd.Process.Kill(); leafCmd.Wait() })
 			// Slot a's check made the call's one pass over /proc; b's
 			// reuses it.
-			testHookChecked = func(slot string) {
-				if slot != "b" {
-					return
-				}
-				fmt.Fprintln(stdin, "go")
-				if line, _ := bufio.NewReader(stdout).ReadString('\n'); strings.TrimSpace(line) != "in" {
-					t.Errorf("setup: the late user did not start working in b: %q", line)
-				}
-			}
-			t.Cleanup(func() { testHookChecked = nil })
+			startLateUser(t, leafCmd, "b")
 
 			got, err := PruneDead(ws)
 			if !slices.Equal(got, []string{"a"}) || !errors.Is(err, ErrInUse) {
@@ -215,6 +200,30 @@ func TestPruneSeesLateUser(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startLateUser starts cmd, a helper that begins using a slot once it
+// reads a line on stdin and then prints "in", and has it begin while
+// PruneDead works on slot, between the guards' check and the detach. The
+// child is killed and reaped when the test ends.
+func startLateUser(t *testing.T, cmd *exec.Cmd, slot string) {
+	t.Helper()
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	testHookChecked = func(checked string) {
+		if checked != slot {
+			return
+		}
+		fmt.Fprintln(stdin, "go")
+		if line, _ := bufio.NewReader(stdout).ReadString('\n'); strings.TrimSpace(line) != "in" {
+			t.Errorf("setup: the late user did not begin using %s: %q", slot, line)
+		}
+	}
+	t.Cleanup(func() { testHookChecked = nil })
 }
 
 // TestPruneHardLinkToOutside: a slot holds a hard link to a file outside

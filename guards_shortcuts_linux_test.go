@@ -252,22 +252,7 @@ func TestPruneSeesLateUserMovingWorkIn(t *testing.T) {
 	cmd := helperCmd(t, testBinary(t), "move-in-worker")
 	cmd.Env = append(cmd.Env, helperArgEnv+"="+moved)
 	cmd.Dir = aside
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	testHookChecked = func(slot string) {
-		if slot != "b" {
-			return
-		}
-		fmt.Fprintln(stdin, "go")
-		if line, _ := bufio.NewReader(stdout).ReadString('\n'); strings.TrimSpace(line) != "in" {
-			t.Errorf("setup: the late user did not move into b: %q", line)
-		}
-	}
-	t.Cleanup(func() { testHookChecked = nil })
+	startLateUser(t, cmd, "b")
 
 	got, err := PruneDead(ws)
 	t.Logf("PruneDead(ws) = %v, %v", got, err)
