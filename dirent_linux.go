@@ -93,31 +93,44 @@ func appendDirents(entries []dirEntry, buf []byte, dirfd int) ([]dirEntry, error
 // with its name, inode number and type. The name is passed as a string, a
 // copy: a slice of buf would make buf escape to the heap through each.
 func walkDirents(buf []byte, each func(name string, ino uint64, typ byte)) error {
+	for len(buf) > 0 {
+		name, ino, typ, rest, err := nextDirent(buf)
+		if err != nil {
+			return err
+		}
+		buf = rest
+		if name != nil {
+			each(string(name), ino, typ)
+		}
+	}
+	return nil
+}
+
+// nextDirent parses the first linux_dirent64 record of buf, returning its
+// name (a slice of buf, nil for "." and ".."), inode number and type, and
+// the records after it.
+func nextDirent(buf []byte) (name []byte, ino uint64, typ byte, rest []byte, err error) {
 	const (
 		reclenOffset = 16 // after d_ino and d_off, 8 bytes each
 		typeOffset   = 18
 		nameOffset   = 19
 	)
-	for len(buf) > 0 {
-		if len(buf) < nameOffset {
-			return errDirent
-		}
-		reclen := int(binary.NativeEndian.Uint16(buf[reclenOffset:]))
-		if reclen <= nameOffset || reclen > len(buf) {
-			return errDirent
-		}
-		record := buf[:reclen]
-		buf = buf[reclen:]
-		name := record[nameOffset:]
-		if i := bytes.IndexByte(name, 0); i >= 0 {
-			name = name[:i]
-		}
-		if len(name) == 0 || string(name) == "." || string(name) == ".." {
-			continue
-		}
-		each(string(name), binary.NativeEndian.Uint64(record), record[typeOffset])
+	if len(buf) < nameOffset {
+		return nil, 0, 0, nil, errDirent
 	}
-	return nil
+	reclen := int(binary.NativeEndian.Uint16(buf[reclenOffset:]))
+	if reclen <= nameOffset || reclen > len(buf) {
+		return nil, 0, 0, nil, errDirent
+	}
+	record := buf[:reclen]
+	name = record[nameOffset:]
+	if i := bytes.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	if len(name) == 0 || string(name) == "." || string(name) == ".." {
+		name = nil
+	}
+	return name, binary.NativeEndian.Uint64(record), record[typeOffset], buf[reclen:], nil
 }
 
 // isDirAt reports whether name in the directory dirfd is a directory, not

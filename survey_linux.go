@@ -3,13 +3,29 @@
 package slotgc
 
 import (
+	"cmp"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 )
+
+// A survey is the read-only walk of a tree that tells whether processes
+// use it. It comes after the pass over /proc and looks each inode it meets
+// up in the set of those the pass found in use, keeping only those: a
+// walk of a big tree costs its directory reads and little more. The order
+// matters: a process the pass found holding something in the tree (a
+// working directory, an open or mapped file) is found by the walk unless
+// it moved that out of the tree meanwhile, while a walk made first would
+// miss a file made in the tree after it and held open from outside.
+// Subtrees are walked side by side within the removal workers' bound: on
+// a tmpfs, where the reads are all processor time, that divides the walk
+// among the processors.
 
 // surveyDir and surveyFile mark, in a survey, what an inode number was
 // found as.
@@ -18,15 +34,27 @@ const (
 	surveyFile
 )
 
-// treeSurvey is what a read-only walk of a tree found: the device of its
-// top directory and the inode numbers of everything in it, the top
-// directory included, each marked with what it was found as.
+// inodeSet is the inode numbers of the files processes use.
+type inodeSet map[uint64]struct{}
+
+// inodesOf returns the inode numbers of the files the processes use.
+func inodesOf(procs []procUses) inodeSet {
+	set := inodeSet{}
+	for _, p := range procs {
+		for _, f := range p.files {
+			set[f.ino] = struct{}{}
+		}
+	}
+	return set
+}
+
+// treeSurvey is what a survey found: the device of the tree's top
+// directory and the inode numbers, of those it was asked about, that are
+// in the tree, the top directory included, each marked with what it was
+// found as.
 type treeSurvey struct {
-	dev    uint64
-	inodes map[uint64]uint8
-	// probed says a file's d_ino was compared with its st_ino; statAll,
-	// that they differed, so every entry is stat'ed as well.
-	probed, statAll bool
+	dev   uint64
+	found map[uint64]uint8
 }
 
 // uses reports whether any of files is in the surveyed tree: a
@@ -34,7 +62,7 @@ type treeSurvey struct {
 // file that is a file in it.
 func (s treeSurvey) uses(files []inUse) bool {
 	for _, f := range files {
-		kind := s.inodes[f.ino]
+		kind := s.found[f.ino]
 		if kind&surveyFile != 0 || f.dir && kind != 0 {
 			return true
 		}
@@ -42,92 +70,204 @@ func (s treeSurvey) uses(files []inUse) bool {
 	return false
 }
 
-// surveyTree walks the tree under the open directory fd and records its
-// inodes. It returns an error naming the first directory it cannot open
-// or read, and a mount point inside as an error naming it (path is the
-// tree's path, for messages). It changes nothing but, for the walk, the
-// mode of a directory the caller owns and may not read or search, which it
-// sets back.
-func surveyTree(fd int, path string) (treeSurvey, error) {
+// surveyTree walks the tree under the open directory fd and records which
+// of the inodes in wanted are in it. It returns an error naming a
+// directory it cannot open or read, and a mount point inside as an error
+// naming it (path is the tree's path, for messages); where several
+// directories fail, the error names the first by path. It changes nothing
+// but, for the walk, the mode of a directory the caller owns and may not
+// read or search, which it sets back.
+func surveyTree(fd int, path string, wanted inodeSet) (treeSurvey, error) {
 	var st syscall.Stat_t
 	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
 		return treeSurvey{}, &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	s := treeSurvey{dev: uint64(st.Dev), inodes: map[uint64]uint8{st.Ino: surveyDir}}
+	w := &surveyWalk{pool: removalWorkers(), dev: uint64(st.Dev), wanted: wanted, found: map[uint64]uint8{}}
+	w.see(st.Ino, surveyDir)
 	restore := readableForSurvey(fd, &st)
 	defer restore()
-	return s, s.walk(fd, path, true)
+	w.walk(fd, path, true, make([]byte, surveyBuf))
+	w.helpers.Wait()
+	return treeSurvey{dev: w.dev, found: w.found}, w.err()
 }
 
-// walk records the tree under fd. The slot's own pid file is left out at
-// the top: every scan opens it for a moment, and one that happens to be
-// reading it does not use the slot.
-func (s *treeSurvey) walk(fd int, path string, top bool) error {
-	entries, err := readTreeEntries(fd)
-	if err != nil {
-		return &fs.PathError{Op: "readdirent", Path: path, Err: err}
-	}
-	for _, e := range entries {
-		kind := surveyFile
-		if e.isDir {
-			kind = surveyDir
-		}
-		if top && e.name == PIDFile {
-			kind = 0
-		}
-		s.inodes[e.ino] |= kind
-		if !e.isDir {
-			if err := s.statFile(fd, e, kind, path); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := s.walkSubdir(fd, e.name, filepath.Join(path, e.name)); err != nil {
-			return err
-		}
-	}
-	return nil
+// surveyBuf is the size of the buffer each of a survey's walkers reads
+// directories through: a directory of a thousand entries in a call or two.
+const surveyBuf = 32 << 10
+
+// Whether a file's d_ino is its st_ino, found out on the first file met:
+// on overlayfs without xino it is not, and every file is stat'ed.
+const (
+	inoUnprobed int32 = iota
+	inoTrusted
+	inoStatAll
+)
+
+// surveyWalk is one survey, shared by its walkers.
+type surveyWalk struct {
+	pool    *removalPool
+	dev     uint64
+	wanted  inodeSet
+	probe   atomic.Int32
+	failed  atomic.Bool
+	helpers sync.WaitGroup
+	mu      sync.Mutex
+	found   map[uint64]uint8
+	errs    []*fs.PathError
 }
 
-// statFile records the st_ino of a file where d_ino cannot be trusted
-// to be it, and finds that out on the first file met.
-func (s *treeSurvey) statFile(dirfd int, e dirEntry, kind uint8, path string) error {
-	if s.probed && !s.statAll {
+// see records the inode ino, found as kind, if it is wanted.
+func (w *surveyWalk) see(ino uint64, kind uint8) {
+	if _, ok := w.wanted[ino]; !ok || kind == 0 {
+		return
+	}
+	w.mu.Lock()
+	w.found[ino] |= kind
+	w.mu.Unlock()
+}
+
+// fail records an error of the walk and stops its walkers.
+func (w *surveyWalk) fail(err *fs.PathError) {
+	w.failed.Store(true)
+	w.mu.Lock()
+	w.errs = append(w.errs, err)
+	w.mu.Unlock()
+}
+
+// err returns the error of the first failed directory by path, so that
+// a caller reads the same error for the same tree whichever walker met
+// its failure first.
+func (w *surveyWalk) err() error {
+	if len(w.errs) == 0 {
 		return nil
 	}
-	ino, err := statxIno(dirfd, []byte(e.name), atSymlinkNofollow)
+	return slices.MinFunc(w.errs, func(a, b *fs.PathError) int { return cmp.Compare(a.Path, b.Path) })
+}
+
+// walk records the tree under the open directory fd, at path, reading
+// its directories through buf, which it keeps using for the
+// subdirectories it walks itself. The slot's own pid file is left out at
+// the top: every scan opens it for a moment, and one that happens to be
+// reading it does not use the slot.
+func (w *surveyWalk) walk(fd int, path string, top bool, buf []byte) {
+	subdirs, err := w.readDir(fd, path, top, buf)
 	if err != nil {
-		return &fs.PathError{Op: "statx", Path: filepath.Join(path, e.name), Err: err}
+		w.fail(err)
+		return
 	}
-	if !s.probed {
-		s.probed, s.statAll = true, ino != e.ino
+	for i, name := range subdirs {
+		if w.failed.Load() {
+			return
+		}
+		subPath := filepath.Join(path, name)
+		sub, restore, err := w.open(fd, name, subPath)
+		if err != nil {
+			w.fail(err)
+			return
+		}
+		// A subdirectory is handed off only while this walker has more of
+		// its own to walk: else it would just wait for the helper.
+		if i < len(subdirs)-1 && w.pool.lend() {
+			w.helpers.Go(func() {
+				defer w.pool.giveBack()
+				w.walkOpened(sub, subPath, restore, make([]byte, surveyBuf))
+			})
+			continue
+		}
+		w.walkOpened(sub, subPath, restore, buf)
 	}
-	s.inodes[ino] |= kind
+}
+
+// readDir reads the directory fd, at path, through buf, records its
+// wanted entries, and returns the names of its subdirectories.
+func (w *surveyWalk) readDir(fd int, path string, top bool, buf []byte) ([]string, *fs.PathError) {
+	if _, err := syscall.Seek(fd, 0, 0); err != nil {
+		return nil, &fs.PathError{Op: "seek", Path: path, Err: err}
+	}
+	var subdirs []string
+	for !w.failed.Load() {
+		n, err := syscall.ReadDirent(fd, buf)
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case err != nil:
+			return nil, &fs.PathError{Op: "readdirent", Path: path, Err: err}
+		case n <= 0:
+			return subdirs, nil
+		}
+		for records := buf[:n]; len(records) > 0; {
+			name, ino, typ, rest, err := nextDirent(records)
+			if err != nil {
+				return nil, &fs.PathError{Op: "readdirent", Path: path, Err: err}
+			}
+			records = rest
+			switch {
+			case name == nil:
+			case typ == dtDir || typ == dtUnknown && isDirAt(fd, string(name)):
+				w.see(ino, surveyDir)
+				subdirs = append(subdirs, string(name))
+			case top && string(name) == PIDFile:
+			default:
+				w.see(ino, surveyFile)
+				if err := w.statFile(fd, name, ino, path); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return nil, nil
+}
+
+// statFile records the st_ino of the file name in dirfd, whose d_ino is
+// ino, where d_ino cannot be trusted to be it, and finds that out on the
+// first file met.
+func (w *surveyWalk) statFile(dirfd int, name []byte, ino uint64, path string) *fs.PathError {
+	if w.probe.Load() == inoTrusted {
+		return nil
+	}
+	stIno, err := statxIno(dirfd, name, atSymlinkNofollow)
+	if err != nil {
+		return &fs.PathError{Op: "statx", Path: filepath.Join(path, string(name)), Err: err}
+	}
+	if stIno != ino {
+		w.probe.Store(inoStatAll)
+	} else {
+		w.probe.CompareAndSwap(inoUnprobed, inoTrusted)
+	}
+	w.see(stIno, surveyFile)
 	return nil
 }
 
-// walkSubdir records the directory name in dirfd and the tree under it.
-func (s *treeSurvey) walkSubdir(dirfd int, name, path string) error {
-	sub, err := openSubdir(dirfd, name, s.dev)
-	if errors.Is(err, syscall.EACCES) {
-		var restore func()
-		sub, restore, err = openOwnDir(dirfd, name, s.dev)
-		if err == nil {
-			defer restore()
-		}
+// open opens the subdirectory name of dirfd, at path, for the walk,
+// giving the caller read and search permission on it first if it owns it
+// and lacks them; restore sets its mode back.
+func (w *surveyWalk) open(dirfd int, name, path string) (fd int, restore func(), err *fs.PathError) {
+	fd, openErr := openSubdir(dirfd, name, w.dev)
+	restore = func() {}
+	if errors.Is(openErr, syscall.EACCES) {
+		fd, restore, openErr = openOwnDir(dirfd, name, w.dev)
 	}
-	if err != nil {
-		return &fs.PathError{Op: "open", Path: path, Err: err}
+	if openErr != nil {
+		return -1, nil, &fs.PathError{Op: "open", Path: path, Err: openErr}
 	}
-	defer syscall.Close(sub)
-	var st syscall.Stat_t
-	if err := ignoringEINTR(func() error { return syscall.Fstat(sub, &st) }); err != nil {
-		return &fs.PathError{Op: "fstat", Path: path, Err: err}
-	}
-	s.inodes[st.Ino] |= surveyDir
-	restore := readableForSurvey(sub, &st)
+	w.pool.fds.Add(1)
+	return fd, restore, nil
+}
+
+// walkOpened records the directory open as fd, at path, and the tree
+// under it, then closes it and calls restore.
+func (w *surveyWalk) walkOpened(fd int, path string, restore func(), buf []byte) {
 	defer restore()
-	return s.walk(sub, path, false)
+	defer w.pool.fds.Add(-1)
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
+		w.fail(&fs.PathError{Op: "fstat", Path: path, Err: err})
+		return
+	}
+	w.see(st.Ino, surveyDir)
+	defer readableForSurvey(fd, &st)()
+	w.walk(fd, path, false, buf)
 }
 
 // readableForSurvey gives the caller read and search permission on the

@@ -116,6 +116,9 @@ type pruneGuard struct {
 	elsewhere  []namespaceMounts
 	procsRead  bool
 	snapshot   procSnapshot
+	// inUse is the inodes the snapshot's processes use, which a survey
+	// looks for.
+	inUse inodeSet
 	// blind counts the slots let go while this user had processes the
 	// pass could not look into; asked says Users asked.
 	blind int
@@ -169,7 +172,15 @@ func (g *pruneGuard) recheck(sw *swarmDir, l *entryLock, name string) error {
 // read, or a process whose files cannot be, an error wrapping
 // errCannotTell, returned with the users that were found.
 func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, error) {
-	survey, err := surveyTree(fd, path)
+	if !g.procsRead {
+		g.procsRead = true
+		g.snapshot = readProcesses(sw)
+		g.inUse = inodesOf(g.snapshot.procs)
+	}
+	if testHookSurveying != nil {
+		testHookSurveying(path)
+	}
+	survey, err := surveyTree(fd, path, g.inUse)
 	switch {
 	case errors.Is(err, errMountPoint):
 		return nil, fmt.Errorf("%w: %w", ErrMountInside, err)
@@ -177,10 +188,6 @@ func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, erro
 		return nil, err // its owner removed it meanwhile
 	case err != nil:
 		return nil, fmt.Errorf("%w: %w; left in place", errCannotTell, err)
-	}
-	if !g.procsRead {
-		g.procsRead = true
-		g.snapshot = readProcesses(sw)
 	}
 	var users []Process
 	for _, p := range g.snapshot.procs {
@@ -193,6 +200,10 @@ func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, erro
 	}
 	return users, nil
 }
+
+// testHookSurveying, when set by a test, is called with a tree's path
+// between the pass over /proc and the survey of the tree.
+var testHookSurveying func(path string)
 
 // users returns the processes that use the entry name of the swarm
 // directory.
@@ -328,7 +339,7 @@ func (sw *swarmDir) entryUse(entry string, pid int) (uses, told bool) {
 		return false, false
 	}
 	defer syscall.Close(fd)
-	survey, err := surveyTree(fd, filepath.Join(sw.path, entry))
+	survey, err := surveyTree(fd, filepath.Join(sw.path, entry), inodesOf([]procUses{{pid: pid, files: res.files}}))
 	if err != nil {
 		return false, false
 	}
