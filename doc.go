@@ -194,7 +194,10 @@
 //     namespace mounts on would detach that mount there with all it
 //     shows. The processes using a slot come from one pass over /proc per
 //     call, and once the slot is detached, from a pass of its own, which
-//     puts the slot back if a process began using it meanwhile; another
+//     puts the slot back if a process began using it meanwhile. The walk
+//     of the tree that matches their files comes after the pass, so a
+//     process the pass saw in the tree is found there even if it then
+//     makes a file in it, holds that open and leaves. Another
 //     user's processes are seen only by root
 //     (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html). A
 //     process that opens a directory of a slot and later works through

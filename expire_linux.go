@@ -120,7 +120,7 @@ func (rd *recoveryDir) finishExpiring() error {
 // dev, which is the entry name of the directory parentFd, and then the
 // entry itself.
 func removeTreeAt(fd, parentFd int, name, path string, dev uint64) error {
-	if err := removeTreeContents(fd, path, dev, false); err != nil {
+	if err := removeTreeContents(fd, path, dev, false, nil); err != nil {
 		return err
 	}
 	p, err := makePath(nil, name)

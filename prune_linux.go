@@ -20,6 +20,8 @@ import (
 // once; the lock dies with its holder, so a crashed pruner's tree is free.
 type entryLock struct {
 	fd int
+	// listing is what the guard's last look read of the detached tree.
+	listing *dirListing
 }
 
 // device returns the device of the swarm directory.
@@ -138,7 +140,9 @@ func (sw *swarmDir) removeLocked(l *entryLock, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := removeTreeContents(l.fd, sw.entryPath(name), dev, true); err != nil {
+	listing := l.listing
+	l.listing = nil
+	if err := removeTreeContents(l.fd, sw.entryPath(name), dev, true, listing); err != nil {
 		if errors.Is(err, errMountPoint) {
 			return fmt.Errorf("%w: %w", ErrMountInside, err)
 		}

@@ -160,7 +160,7 @@ func TestRemovalWalkStopsAtMounts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := removeTreeContents(fd, top, dev, true); !errors.Is(err, errMountPoint) {
+			if err := removeTreeContents(fd, top, dev, true, nil); !errors.Is(err, errMountPoint) {
 				t.Errorf("removeTreeContents(tree with a bind mount) = %v, want %v", err, errMountPoint)
 			}
 			if _, err := os.Stat(filepath.Join(shared, "keep")); err != nil {

@@ -151,9 +151,16 @@ var fdWaitLimit = 2 * time.Second
 // everything else has gone, every helper's share included: a pruner that
 // crashes or fails midway leaves a tree whose pid file still tells that it
 // is garbage (see finishLeftover).
-func removeTreeContents(fd int, path string, dev uint64, top bool) error {
+//
+// A listing, if not nil, is what the guard's survey read of the tree just
+// before: the files it names are unlinked as they come, those that are
+// gone or are no longer files passed over, and each directory is then read
+// for what is left, which is removed as it would be without a listing. So
+// a listing saves reading the directories in full a second time, and a
+// tree changed since it was read is removed all the same.
+func removeTreeContents(fd int, path string, dev uint64, top bool, listing *dirListing) error {
 	r := treeRemoval{pool: removalWorkers(), dev: dev}
-	r.removeContents(fd, path, top)
+	r.removeContents(fd, path, top, listing)
 	return r.err()
 }
 
@@ -208,9 +215,12 @@ func (r *treeRemoval) err() error {
 	return errors.Join(errs...)
 }
 
-// removeContents removes what the open directory fd, at path, holds, and
-// reports whether all of it went.
-func (r *treeRemoval) removeContents(fd int, path string, top bool) bool {
+// removeContents removes what the open directory fd, at path, holds, the
+// files listing names first, and reports whether all of it went.
+func (r *treeRemoval) removeContents(fd int, path string, top bool, listing *dirListing) bool {
+	if listing != nil && len(listing.files) > 0 {
+		r.unlinkListed(fd, listing.files)
+	}
 	entries, err := readTreeEntries(fd)
 	if errors.Is(err, syscall.EACCES) && makeUsable(fd) {
 		entries, err = readTreeEntries(fd)
@@ -227,26 +237,17 @@ func (r *treeRemoval) removeContents(fd int, path string, top bool) bool {
 	}
 	var helpers sync.WaitGroup
 	var failed atomic.Bool
-	for i := 0; i < len(entries); i++ {
-		e := entries[i]
-		// The files left, when they are many, are shared: helpers take
-		// them from the end, filesPerHelper each, this walker goes on from
-		// the start.
-		for !e.isDir && len(entries)-i >= 2*filesPerHelper && r.mayHelp() && r.pool.lend() {
-			share := entries[len(entries)-filesPerHelper:]
-			entries = entries[:len(entries)-filesPerHelper]
-			helpers.Go(func() {
-				defer r.pool.giveBack()
-				for _, f := range share {
-					if !r.unlink(fd, path, f.name, 0) {
-						failed.Store(true)
-					}
-				}
-			})
+	unlinkFile := func(f dirEntry) {
+		if !r.unlink(fd, path, f.name, 0) {
+			failed.Store(true)
 		}
+	}
+	for i := 0; i < len(entries); i++ {
+		entries = r.lendShares(entries, i, &helpers, unlinkFile)
+		e := entries[i]
 		// A subdirectory is handed off only while this walker has more of
 		// its own to do: else it would just wait for the helper.
-		if !r.removeEntry(fd, path, e, i < len(entries)-1, &helpers, &failed) {
+		if !r.removeEntry(fd, path, e, i < len(entries)-1, &helpers, &failed, listing.subdir(e.name)) {
 			failed.Store(true)
 		}
 	}
@@ -254,7 +255,41 @@ func (r *treeRemoval) removeContents(fd int, path string, top bool) bool {
 	if failed.Load() {
 		return false
 	}
-	return last == nil || r.removeEntry(fd, path, *last, false, nil, nil)
+	return last == nil || r.removeEntry(fd, path, *last, false, nil, nil, nil)
+}
+
+// unlinkListed unlinks the files of the open directory fd that a listing
+// names, as removeContents does its files, passing over those that fail:
+// the directory is read after, and what is left removed then.
+func (r *treeRemoval) unlinkListed(fd int, files []dirEntry) {
+	r.seen.Add(int64(len(files)))
+	removalOrder(files, false)
+	var helpers sync.WaitGroup
+	unlinkFile := func(f dirEntry) { unlinkEntry(fd, f.name, 0) }
+	for i := 0; i < len(files); i++ {
+		files = r.lendShares(files, i, &helpers, unlinkFile)
+		unlinkFile(files[i])
+	}
+	helpers.Wait()
+}
+
+// lendShares hands files of entries, sorted for removal, to helpers that
+// call each on them while the files left after the i-th entry are many and
+// the pool lends: filesPerHelper each, taken from the end, while the
+// caller goes on from the start. It returns the entries left to the
+// caller.
+func (r *treeRemoval) lendShares(entries []dirEntry, i int, helpers *sync.WaitGroup, each func(dirEntry)) []dirEntry {
+	for !entries[i].isDir && len(entries)-i >= 2*filesPerHelper && r.mayHelp() && r.pool.lend() {
+		share := entries[len(entries)-filesPerHelper:]
+		entries = entries[:len(entries)-filesPerHelper]
+		helpers.Go(func() {
+			defer r.pool.giveBack()
+			for _, f := range share {
+				each(f)
+			}
+		})
+	}
+	return entries
 }
 
 // removalOrder sorts the entries of a directory for removal: directories
@@ -277,11 +312,11 @@ func removalOrder(entries []dirEntry, top bool) {
 }
 
 // removeEntry removes the entry e of the open directory dirfd, at dirPath,
-// and reports whether it went. A subdirectory may be handed to a helper
-// goroutine, when others tells that this walker has more to do and the
-// pool lends one; the helper is counted in helpers, and its failure set in
-// failed.
-func (r *treeRemoval) removeEntry(dirfd int, dirPath string, e dirEntry, others bool, helpers *sync.WaitGroup, failed *atomic.Bool) bool {
+// and reports whether it went; listing is the listing of a subdirectory.
+// A subdirectory may be handed to a helper goroutine, when others tells
+// that this walker has more to do and the pool lends one; the helper is
+// counted in helpers, and its failure set in failed.
+func (r *treeRemoval) removeEntry(dirfd int, dirPath string, e dirEntry, others bool, helpers *sync.WaitGroup, failed *atomic.Bool, listing *dirListing) bool {
 	if !e.isDir {
 		return r.unlink(dirfd, dirPath, e.name, 0)
 	}
@@ -294,20 +329,20 @@ func (r *treeRemoval) removeEntry(dirfd int, dirPath string, e dirEntry, others 
 	if others && r.mayHelp() && r.pool.lend() {
 		helpers.Go(func() {
 			defer r.pool.giveBack()
-			if !r.removeDir(dirfd, dirPath, e.name, sub, path) {
+			if !r.removeDir(dirfd, dirPath, e.name, sub, path, listing) {
 				failed.Store(true)
 			}
 		})
 		return true
 	}
-	return r.removeDir(dirfd, dirPath, e.name, sub, path)
+	return r.removeDir(dirfd, dirPath, e.name, sub, path, listing)
 }
 
-// removeDir empties the open directory sub, the entry name of dirfd, closes
-// it and removes it, and reports whether it went. The walker of dirfd
-// keeps it open until its helpers are done.
-func (r *treeRemoval) removeDir(dirfd int, dirPath, name string, sub int, path string) bool {
-	emptied := r.removeContents(sub, path, false)
+// removeDir empties the open directory sub, the entry name of dirfd, whose
+// listing is listing, closes it and removes it, and reports whether it
+// went. The walker of dirfd keeps it open until its helpers are done.
+func (r *treeRemoval) removeDir(dirfd int, dirPath, name string, sub int, path string, listing *dirListing) bool {
+	emptied := r.removeContents(sub, path, false, listing)
 	r.closeDir(sub)
 	return emptied && r.unlink(dirfd, dirPath, name, atRemoveDir)
 }
@@ -317,6 +352,16 @@ func (r *treeRemoval) removeDir(dirfd int, dirPath, name string, sub int, path s
 // caller owns it and may not write it; an entry already gone counts as
 // removed.
 func (r *treeRemoval) unlink(dirfd int, dirPath, name string, flags int) bool {
+	if err := unlinkEntry(dirfd, name, flags); err != nil {
+		r.fail(&fs.PathError{Op: "unlinkat", Path: filepath.Join(dirPath, name), Err: err})
+		return false
+	}
+	return true
+}
+
+// unlinkEntry is unlink without the error's path, and without recording
+// it.
+func unlinkEntry(dirfd int, name string, flags int) error {
 	var buf [nameBuf]byte
 	path, err := makePath(buf[:], name)
 	if err == nil {
@@ -325,11 +370,10 @@ func (r *treeRemoval) unlink(dirfd int, dirPath, name string, flags int) bool {
 	if errors.Is(err, syscall.EACCES) && makeUsable(dirfd) {
 		err = unlinkat(dirfd, path, flags)
 	}
-	if err != nil && !errors.Is(err, syscall.ENOENT) {
-		r.fail(&fs.PathError{Op: "unlinkat", Path: filepath.Join(dirPath, name), Err: err})
-		return false
+	if errors.Is(err, syscall.ENOENT) {
+		return nil
 	}
-	return true
+	return err
 }
 
 // openDir opens the subdirectory name of dirfd for the walk (see

@@ -82,7 +82,7 @@ func TestParallelRemovalEmptiesTree(t *testing.T) {
 	buildTree(t, top, 40, 4, 5)
 	writeFile(t, filepath.Join(top, PIDFile), "1\n")
 	fd, dev := openTop(t, top)
-	if err := removeTreeContents(fd, top, dev, true); err != nil {
+	if err := removeTreeContents(fd, top, dev, true, nil); err != nil {
 		t.Fatalf("removeTreeContents = %v, want nil", err)
 	}
 	if left := entriesOf(t, top); len(left) != 0 {
@@ -115,7 +115,7 @@ func TestRemovalOfSmallTreeTakesNoHelper(t *testing.T) {
 			writeFile(t, filepath.Join(top, PIDFile), "1\n")
 			fd, dev := openTop(t, top)
 			before := removers.Load().lent.Load()
-			if err := removeTreeContents(fd, top, dev, true); err != nil {
+			if err := removeTreeContents(fd, top, dev, true, nil); err != nil {
 				t.Fatalf("removeTreeContents = %v, want nil", err)
 			}
 			if n := removers.Load().lent.Load() - before; n != 0 {
@@ -153,7 +153,7 @@ func TestParallelRemovalKeepsPIDFileOnFailure(t *testing.T) {
 			writeFile(t, filepath.Join(top, PIDFile), "1\n")
 			fd, dev := openTop(t, top)
 
-			err := removeTreeContents(fd, top, dev, true)
+			err := removeTreeContents(fd, top, dev, true, nil)
 			if !errors.Is(err, errMountPoint) {
 				t.Fatalf("removeTreeContents = %v, want errors wrapping %v", err, errMountPoint)
 			}
@@ -211,10 +211,20 @@ func setImmutable(t *testing.T, path string, on bool) {
 // TestParallelRemovalGoesOnPastFailures makes files that cannot be
 // unlinked in a big flat directory, whose files helpers share, and in a
 // subtree: the removal takes everything else, names each file it could
-// not take, and keeps the pid file.
+// not take once, and keeps the pid file; so it does when a survey's
+// listing names the files it cannot take.
 func TestParallelRemovalGoesOnPastFailures(t *testing.T) {
 	needRoot(t)
 	setRemovalWorkers(t, 8)
+	for _, listed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("listed=%v", listed), func(t *testing.T) {
+			testRemovalGoesOnPastFailures(t, listed)
+		})
+	}
+}
+
+func testRemovalGoesOnPastFailures(t *testing.T, listed bool) {
+	t.Helper()
 	top := tempDir(t)
 	flat := filepath.Join(top, "flat")
 	mkdirs(t, flat)
@@ -232,16 +242,23 @@ func TestParallelRemovalGoesOnPastFailures(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(top, PIDFile), "1\n")
 	fd, dev := openTop(t, top)
+	var listing *dirListing
+	if listed {
+		listing = listTree(t, fd, top)
+	}
 	before := removers.Load().lent.Load()
 
-	err := removeTreeContents(fd, top, dev, true)
+	err := removeTreeContents(fd, top, dev, true, listing)
 	if !errors.Is(err, syscall.EPERM) {
 		t.Fatalf("removeTreeContents = %v, want errors wrapping EPERM", err)
 	}
 	for _, f := range stuck {
-		if !strings.Contains(err.Error(), f) {
-			t.Errorf("the error %q does not name %s", err, f)
+		if n := strings.Count(err.Error(), f+":"); n != 1 {
+			t.Errorf("the error %q names %s %d times, want once", err, f, n)
 		}
+	}
+	if n := len(strings.Split(err.Error(), "\n")); n != len(stuck) {
+		t.Errorf("the error %q joins %d errors, want %d: one for each file that stayed", err, n, len(stuck))
 	}
 	if removers.Load().lent.Load() == before {
 		t.Error("the removal took no helper")
@@ -253,6 +270,128 @@ func TestParallelRemovalGoesOnPastFailures(t *testing.T) {
 	if left := entriesOf(t, flat); len(left) != 2 {
 		t.Errorf("after the removal %s holds %v, want only the 2 immutable files", flat, left)
 	}
+}
+
+// listTree surveys the tree under fd, at path, as the guard's last look
+// does, and returns what it read.
+func listTree(t *testing.T, fd int, path string) *dirListing {
+	t.Helper()
+	survey, err := surveyTree(fd, path, nil, true)
+	if err != nil || survey.listing == nil {
+		t.Fatalf("surveyTree(%s) = %+v, %v, want a listing and no error", path, survey, err)
+	}
+	return survey.listing
+}
+
+// TestRemovalWithStaleListing changes a tree after a survey listed it, as
+// a process that held something in it could: the removal given that
+// listing removes the tree as it is now, whatever the listing says of it,
+// and touches nothing outside it.
+func TestRemovalWithStaleListing(t *testing.T) {
+	setRemovalWorkers(t, 8)
+	for _, tc := range []struct {
+		name string
+		// change changes the tree under top, whose subtrees are tops,
+		// and may use the directory outside, which holds precious.
+		change func(t *testing.T, top string, tops []string, outside string)
+	}{
+		{"file turned into a directory", func(t *testing.T, _ string, tops []string, _ string) {
+			f := filepath.Join(tops[0], "f00")
+			removePath(t, f)
+			mkdirs(t, filepath.Join(f, "deeper"))
+			writeFile(t, filepath.Join(f, "deeper", "inner"), "new")
+		}},
+		{"file removed", func(t *testing.T, _ string, tops []string, _ string) {
+			removePath(t, filepath.Join(tops[1], "sub", "f03"))
+		}},
+		{"files added", func(t *testing.T, top string, tops []string, _ string) {
+			writeFile(t, filepath.Join(top, "new"), "new")
+			writeFile(t, filepath.Join(tops[2], "sub", "new"), "new")
+			mkdirs(t, filepath.Join(tops[2], "newdir"))
+		}},
+		{"file turned into a symlink to outside", func(t *testing.T, _ string, tops []string, outside string) {
+			f := filepath.Join(tops[3], "f01")
+			removePath(t, f)
+			symlink(t, filepath.Join(outside, "precious"), f)
+		}},
+		{"directory turned into a symlink to outside", func(t *testing.T, _ string, tops []string, outside string) {
+			removePath(t, tops[4])
+			symlink(t, outside, tops[4])
+		}},
+		{"directory moved out and another made at its name", func(t *testing.T, _ string, tops []string, outside string) {
+			if err := os.Rename(tops[5], filepath.Join(outside, "moved")); err != nil {
+				t.Fatal(err)
+			}
+			mkdirs(t, tops[5])
+			writeFile(t, filepath.Join(tops[5], "f00"), "new")
+			writeFile(t, filepath.Join(tops[5], "other"), "new")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			top := tempDir(t)
+			outside := tempDir(t)
+			writeFile(t, filepath.Join(outside, "precious"), "keep me")
+			tops := buildTree(t, top, 20, 2, 10)
+			writeFile(t, filepath.Join(top, PIDFile), "1\n")
+			fd, dev := openTop(t, top)
+			listing := listTree(t, fd, top)
+			outsideBefore := treeOf(t, outside)
+			tc.change(t, top, tops, outside)
+			outsideChanged := treeOf(t, outside)
+
+			if err := removeTreeContents(fd, top, dev, true, listing); err != nil {
+				t.Fatalf("removeTreeContents = %v, want nil", err)
+			}
+			if left := entriesOf(t, top); len(left) != 0 {
+				t.Errorf("after the removal the tree holds %v, want nothing", left)
+			}
+			if got := treeOf(t, outside); !slices.Equal(got, outsideChanged) {
+				t.Errorf("outside the tree holds %v after the removal, want %v as before it (%v before the change)", got, outsideChanged, outsideBefore)
+			}
+		})
+	}
+}
+
+// removePath removes the file or tree at path, as setup.
+func removePath(t *testing.T, path string) {
+	t.Helper()
+	if err := os.RemoveAll(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// symlink makes a symlink at path to target, as setup.
+func symlink(t *testing.T, target, path string) {
+	t.Helper()
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// treeOf lists the paths under dir, relative to it, with each regular
+// file's content.
+func treeOf(t *testing.T, dir string) []string {
+	t.Helper()
+	var got []string
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		if d.Type().IsRegular() {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			rel += "=" + string(data)
+		}
+		got = append(got, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
 
 // TestRemovalSymlinkSwapRace removes big trees with many workers while
@@ -306,7 +445,7 @@ func TestRemovalSymlinkSwapRace(t *testing.T) {
 				}
 			}
 		})
-		removeTreeContents(fd, top, dev, true) // errors expected: a swap fails an open
+		removeTreeContents(fd, top, dev, true, nil) // errors expected: a swap fails an open
 		swapper.Wait()
 		if err := os.RemoveAll(top); err != nil {
 			t.Fatal(err)
@@ -365,7 +504,7 @@ func TestRemovalOutOfDescriptors(t *testing.T) {
 			if comeFree {
 				time.AfterFunc(freeAfter, release)
 			}
-			err := removeTreeContents(fd, top, dev, true)
+			err := removeTreeContents(fd, top, dev, true, nil)
 			release()
 			switch {
 			case comeFree && err != nil:
@@ -377,7 +516,7 @@ func TestRemovalOutOfDescriptors(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(top, PIDFile)); err != nil {
 					t.Fatalf("the failed removal took the pid file: %v", err)
 				}
-				if err := removeTreeContents(fd, top, dev, true); err != nil {
+				if err := removeTreeContents(fd, top, dev, true, nil); err != nil {
 					t.Fatalf("removeTreeContents again, with descriptors = %v, want nil", err)
 				}
 			}

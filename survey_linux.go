@@ -51,10 +51,36 @@ func inodesOf(procs []procUses) inodeSet {
 // treeSurvey is what a survey found: the device of the tree's top
 // directory and the inode numbers, of those it was asked about, that are
 // in the tree, the top directory included, each marked with what it was
-// found as.
+// found as; and, if it was asked to keep it, what it read of the tree.
 type treeSurvey struct {
-	dev   uint64
-	found map[uint64]uint8
+	dev     uint64
+	found   map[uint64]uint8
+	listing *dirListing
+}
+
+// dirListing is the files a survey read in one directory, but the slot's
+// pid file at the top, and the listings of its subdirectories by name:
+// the removal that follows the last survey unlinks them without reading
+// the directories again, and reads each only for what is left (see
+// removeTreeContents). A directory met once maxListedFiles files are
+// listed gets no listing.
+type dirListing struct {
+	files   []dirEntry
+	subdirs map[string]*dirListing
+}
+
+// maxListedFiles bounds the files a survey lists, and so the memory the
+// listing takes (about 50 bytes a file): the removal reads the
+// directories beyond it itself.
+const maxListedFiles = 1 << 18
+
+// subdir returns the listing of the subdirectory name, nil if there is
+// none (l may be nil).
+func (l *dirListing) subdir(name string) *dirListing {
+	if l == nil {
+		return nil
+	}
+	return l.subdirs[name]
 }
 
 // uses reports whether any of files is in the surveyed tree: a
@@ -77,18 +103,29 @@ func (s treeSurvey) uses(files []inUse) bool {
 // directories fail, the error names the first by path. It changes nothing
 // but, for the walk, the mode of a directory the caller owns and may not
 // read or search, which it sets back.
-func surveyTree(fd int, path string, wanted inodeSet) (treeSurvey, error) {
+//
+// With list, the survey keeps what it read for the removal (see
+// dirListing).
+func surveyTree(fd int, path string, wanted inodeSet, list bool) (treeSurvey, error) {
 	var st syscall.Stat_t
 	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
 		return treeSurvey{}, &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
 	w := &surveyWalk{pool: removalWorkers(), dev: uint64(st.Dev), wanted: wanted, found: map[uint64]uint8{}}
 	w.see(st.Ino, surveyDir)
+	var top *dirListing
+	if list {
+		w.unlisted.Store(maxListedFiles)
+		top = &dirListing{}
+	}
 	restore := readableForSurvey(fd, &st)
 	defer restore()
-	w.walk(fd, path, true, make([]byte, surveyBuf))
+	w.walk(fd, path, true, make([]byte, surveyBuf), top)
 	w.helpers.Wait()
-	return treeSurvey{dev: w.dev, found: w.found}, w.err()
+	if err := w.err(); err != nil {
+		return treeSurvey{}, err
+	}
+	return treeSurvey{dev: w.dev, found: w.found, listing: top}, nil
 }
 
 // surveyBuf is the size of the buffer each of a survey's walkers reads
@@ -114,6 +151,8 @@ type surveyWalk struct {
 	mu      sync.Mutex
 	found   map[uint64]uint8
 	errs    []*fs.PathError
+	// unlisted counts down the files the walk may still list.
+	unlisted atomic.Int64
 }
 
 // see records the inode ino, found as kind, if it is wanted.
@@ -146,14 +185,18 @@ func (w *surveyWalk) err() error {
 
 // walk records the tree under the open directory fd, at path, reading
 // its directories through buf, which it keeps using for the
-// subdirectories it walks itself. The slot's own pid file is left out at
-// the top: every scan opens it for a moment, and one that happens to be
-// reading it does not use the slot.
-func (w *surveyWalk) walk(fd int, path string, top bool, buf []byte) {
-	subdirs, err := w.readDir(fd, path, top, buf)
+// subdirectories it walks itself, and lists it in list if that is not
+// nil. The slot's own pid file is left out at the top: every scan opens
+// it for a moment, and one that happens to be reading it does not use
+// the slot.
+func (w *surveyWalk) walk(fd int, path string, top bool, buf []byte, list *dirListing) {
+	subdirs, err := w.readDir(fd, path, top, buf, list)
 	if err != nil {
 		w.fail(err)
 		return
+	}
+	if list != nil && list.files != nil && w.unlisted.Add(-int64(len(list.files))) < 0 {
+		list.files = nil
 	}
 	for i, name := range subdirs {
 		if w.failed.Load() {
@@ -165,22 +208,31 @@ func (w *surveyWalk) walk(fd int, path string, top bool, buf []byte) {
 			w.fail(err)
 			return
 		}
+		var subList *dirListing
+		if list != nil && w.unlisted.Load() > 0 {
+			subList = &dirListing{}
+			if list.subdirs == nil {
+				list.subdirs = make(map[string]*dirListing, len(subdirs))
+			}
+			list.subdirs[name] = subList
+		}
 		// A subdirectory is handed off only while this walker has more of
 		// its own to walk: else it would just wait for the helper.
 		if i < len(subdirs)-1 && w.pool.lend() {
 			w.helpers.Go(func() {
 				defer w.pool.giveBack()
-				w.walkOpened(sub, subPath, restore, make([]byte, surveyBuf))
+				w.walkOpened(sub, subPath, restore, make([]byte, surveyBuf), subList)
 			})
 			continue
 		}
-		w.walkOpened(sub, subPath, restore, buf)
+		w.walkOpened(sub, subPath, restore, buf, subList)
 	}
 }
 
 // readDir reads the directory fd, at path, through buf, records its
-// wanted entries, and returns the names of its subdirectories.
-func (w *surveyWalk) readDir(fd int, path string, top bool, buf []byte) ([]string, *fs.PathError) {
+// wanted entries, lists its files in list if that is not nil, and returns
+// the names of its subdirectories.
+func (w *surveyWalk) readDir(fd int, path string, top bool, buf []byte, list *dirListing) ([]string, *fs.PathError) {
 	if _, err := syscall.Seek(fd, 0, 0); err != nil {
 		return nil, &fs.PathError{Op: "seek", Path: path, Err: err}
 	}
@@ -208,6 +260,9 @@ func (w *surveyWalk) readDir(fd int, path string, top bool, buf []byte) ([]strin
 				subdirs = append(subdirs, string(name))
 			case top && string(name) == PIDFile:
 			default:
+				if list != nil {
+					list.files = append(list.files, dirEntry{name: string(name), ino: ino})
+				}
 				w.see(ino, surveyFile)
 				if err := w.statFile(fd, name, ino, path); err != nil {
 					return nil, err
@@ -255,8 +310,9 @@ func (w *surveyWalk) open(dirfd int, name, path string) (fd int, restore func(),
 }
 
 // walkOpened records the directory open as fd, at path, and the tree
-// under it, then closes it and calls restore.
-func (w *surveyWalk) walkOpened(fd int, path string, restore func(), buf []byte) {
+// under it, listing it in list if that is not nil, then closes it and
+// calls restore.
+func (w *surveyWalk) walkOpened(fd int, path string, restore func(), buf []byte, list *dirListing) {
 	defer restore()
 	defer w.pool.fds.Add(-1)
 	defer syscall.Close(fd)
@@ -267,7 +323,7 @@ func (w *surveyWalk) walkOpened(fd int, path string, restore func(), buf []byte)
 	}
 	w.see(st.Ino, surveyDir)
 	defer readableForSurvey(fd, &st)()
-	w.walk(fd, path, false, buf)
+	w.walk(fd, path, false, buf, list)
 }
 
 // readableForSurvey gives the caller read and search permission on the

@@ -119,6 +119,9 @@ type pruneGuard struct {
 	// inUse is the inodes the snapshot's processes use, which a survey
 	// looks for.
 	inUse inodeSet
+	// list asks the next survey to keep what it reads, in listed.
+	list   bool
+	listed *dirListing
 	// blind counts the slots let go while this user had processes the
 	// pass could not look into; asked says Users asked.
 	blind int
@@ -158,11 +161,19 @@ var errCannotTell = errors.New("cannot tell whether a process uses it")
 // the mount table and /proc read anew: a process that began using the
 // slot after the call's first pass (a new leaf that has not written its
 // pid file yet) would otherwise go unseen for as long as the call takes.
+//
+// What its survey read of the tree is left with the lock, for the
+// removal (see dirListing).
 func (g *pruneGuard) recheck(sw *swarmDir, l *entryLock, name string) error {
 	g.mountsRead, g.procsRead = false, false
 	blind := g.blind
+	g.list = true
 	err := g.check(sw, l, name)
 	g.blind = blind // the slot was counted, if at all, by its first check
+	if err == nil {
+		l.listing = g.listed
+	}
+	g.list, g.listed = false, nil
 	return err
 }
 
@@ -180,7 +191,7 @@ func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, erro
 	if testHookSurveying != nil {
 		testHookSurveying(path)
 	}
-	survey, err := surveyTree(fd, path, g.inUse)
+	survey, err := surveyTree(fd, path, g.inUse, g.list)
 	switch {
 	case errors.Is(err, errMountPoint):
 		return nil, fmt.Errorf("%w: %w", ErrMountInside, err)
@@ -189,6 +200,7 @@ func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, erro
 	case err != nil:
 		return nil, fmt.Errorf("%w: %w; left in place", errCannotTell, err)
 	}
+	g.listed = survey.listing
 	var users []Process
 	for _, p := range g.snapshot.procs {
 		if survey.uses(p.files) {
@@ -339,7 +351,7 @@ func (sw *swarmDir) entryUse(entry string, pid int) (uses, told bool) {
 		return false, false
 	}
 	defer syscall.Close(fd)
-	survey, err := surveyTree(fd, filepath.Join(sw.path, entry), inodesOf([]procUses{{pid: pid, files: res.files}}))
+	survey, err := surveyTree(fd, filepath.Join(sw.path, entry), inodesOf([]procUses{{pid: pid, files: res.files}}), false)
 	if err != nil {
 		return false, false
 	}
