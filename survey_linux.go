@@ -146,7 +146,6 @@ type surveyWalk struct {
 	dev     uint64
 	wanted  inodeSet
 	probe   atomic.Int32
-	failed  atomic.Bool
 	helpers sync.WaitGroup
 	mu      sync.Mutex
 	found   map[uint64]uint8
@@ -165,17 +164,17 @@ func (w *surveyWalk) see(ino uint64, kind uint8) {
 	w.mu.Unlock()
 }
 
-// fail records an error of the walk and stops its walkers.
+// fail records an error of the walk, which goes on with the rest of the
+// tree.
 func (w *surveyWalk) fail(err *fs.PathError) {
-	w.failed.Store(true)
 	w.mu.Lock()
 	w.errs = append(w.errs, err)
 	w.mu.Unlock()
 }
 
-// err returns the error of the first failed directory by path, so that
-// a caller reads the same error for the same tree whichever walker met
-// its failure first.
+// err returns the error of the first failed directory by path: with every
+// failure of the tree recorded, a caller reads the same error for the same
+// tree whichever walker met which first.
 func (w *surveyWalk) err() error {
 	if len(w.errs) == 0 {
 		return nil
@@ -199,14 +198,11 @@ func (w *surveyWalk) walk(fd int, path string, top bool, buf []byte, list *dirLi
 		list.files = nil
 	}
 	for i, name := range subdirs {
-		if w.failed.Load() {
-			return
-		}
 		subPath := filepath.Join(path, name)
 		sub, restore, err := w.open(fd, name, subPath)
 		if err != nil {
 			w.fail(err)
-			return
+			continue
 		}
 		var subList *dirListing
 		if list != nil && w.unlisted.Load() > 0 {
@@ -237,7 +233,7 @@ func (w *surveyWalk) readDir(fd int, path string, top bool, buf []byte, list *di
 		return nil, &fs.PathError{Op: "seek", Path: path, Err: err}
 	}
 	var subdirs []string
-	for !w.failed.Load() {
+	for {
 		n, err := syscall.ReadDirent(fd, buf)
 		switch {
 		case errors.Is(err, syscall.EINTR):
@@ -270,7 +266,6 @@ func (w *surveyWalk) readDir(fd int, path string, top bool, buf []byte, list *di
 			}
 		}
 	}
-	return nil, nil
 }
 
 // statFile records the st_ino of the file name in dirfd, whose d_ino is
