@@ -52,10 +52,8 @@ func readTreeEntries(fd int) ([]dirEntry, error) {
 func readDir(fd int, buf []byte) ([]dirEntry, error) {
 	var entries []dirEntry
 	for {
-		n, err := syscall.ReadDirent(fd, buf)
+		n, err := getdents(fd, buf)
 		switch {
-		case errors.Is(err, syscall.EINTR):
-			continue
 		case err != nil:
 			return nil, err
 		case n <= 0:
@@ -63,6 +61,18 @@ func readDir(fd int, buf []byte) ([]dirEntry, error) {
 		}
 		if entries, err = appendDirents(entries, buf[:n], fd); err != nil {
 			return nil, err
+		}
+	}
+}
+
+// getdents reads the next records of the open directory fd into buf,
+// again if a signal interrupts it, and returns how many bytes it filled:
+// 0 at the end.
+func getdents(fd int, buf []byte) (int, error) {
+	for {
+		n, err := syscall.ReadDirent(fd, buf)
+		if !errors.Is(err, syscall.EINTR) {
+			return n, err
 		}
 	}
 }

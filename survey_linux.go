@@ -234,10 +234,8 @@ func (w *surveyWalk) readDir(fd int, path string, top bool, buf []byte, list *di
 	}
 	var subdirs []string
 	for {
-		n, err := syscall.ReadDirent(fd, buf)
+		n, err := getdents(fd, buf)
 		switch {
-		case errors.Is(err, syscall.EINTR):
-			continue
 		case err != nil:
 			return nil, &fs.PathError{Op: "readdirent", Path: path, Err: err}
 		case n <= 0:
