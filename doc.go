@@ -194,17 +194,21 @@
 //     namespace mounts on would detach that mount there with all it
 //     shows. The processes using a slot come from one pass over /proc per
 //     call, and once the slot is detached, from a pass of its own, which
-//     puts the slot back if a process began using it meanwhile. The walk
-//     of the tree that matches their files comes after the pass, so a
-//     process the pass saw in the tree is found there even if it then
-//     makes a file in it, holds that open and leaves. Another
+//     puts the slot back if a process began using it meanwhile. That pass
+//     is made twice, before and after a walk of the tree that records
+//     every inode in it, and a process either pass saw holding one of
+//     them uses the slot: so a process that, while the look is made,
+//     moves within the slot (`cd .. && rm -rf build`) or makes a file in
+//     it, holds that open and leaves, is found; one that does both, a
+//     step on each side of the walk, is not. Another
 //     user's processes are seen only by root
 //     (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html). A
 //     process that opens a directory of a slot and later works through
 //     that descriptor alone is not counted: every pruner holds the trees
 //     it walks open so. Nor is a file a process holds only as a file
-//     registered with an io_uring, its descriptor closed: /proc lists it
-//     in no fd directory.
+//     registered with an io_uring, its descriptor closed, or a descriptor
+//     in flight, sent over a unix socket and not yet received: /proc
+//     lists them in no fd directory.
 //     Users answers from the same pass. A process counts as using a slot
 //     through its working or root directory, its open files and its
 //     mappings; a thread's own working directory or file table counts

@@ -60,35 +60,6 @@ var (
 		runtime.KeepAlive(f)
 		os.Exit(0)
 	})
-	_ = registerHelper("late-mover", func() {
-		// Wait for a line on stdin, then move into the directory named by
-		// SLOTGC_TEST_ARG and say "in"; at the next line, make a file there,
-		// keep it open, move out to / and say "out": a user whose only
-		// hold on the slot, when it goes, is a file it made after the
-		// survey's pass over /proc.
-		in := bufio.NewReader(os.Stdin)
-		in.ReadString('\n')
-		if err := os.Chdir(os.Getenv(helperArgEnv)); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		fmt.Println("in")
-		in.ReadString('\n')
-		f, err := os.Create("made-late.txt")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		f.WriteString("precious work\n")
-		if err := os.Chdir("/"); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		fmt.Println("out")
-		time.Sleep(childLifetime)
-		runtime.KeepAlive(f)
-		os.Exit(0)
-	})
 	_ = registerHelper("attack-thread", func() {
 		// One thread unshares its fs info and file table (clone(2) without
 		// CLONE_FS/CLONE_FILES, as a pthread made by some runtimes or
@@ -253,52 +224,6 @@ func startLateUser(t *testing.T, cmd *exec.Cmd, slot string) {
 		}
 	}
 	t.Cleanup(func() { testHookChecked = nil })
-}
-
-// TestPruneSeesUserBetweenPassAndSurvey has a late user, whose working
-// directory is in a detached slot when the look PruneDead takes again
-// reads /proc, make a file there, hold it open and leave, before that
-// look walks the tree: the walk comes after the pass, so it finds the
-// directory the pass saw in use, and the slot is put back.
-func TestPruneSeesUserBetweenPassAndSurvey(t *testing.T) {
-	ws, swarm := workspace(t)
-	slot := addSlot(t, swarm, "b", pidLine(deadPID(t)))
-	wt := filepath.Join(slot, "wt")
-	mkdirs(t, wt)
-	writeFile(t, filepath.Join(wt, "source.go"), "package main\n")
-
-	cmd := helperCmd(t, testBinary(t), "late-mover")
-	cmd.Env = append(cmd.Env, helperArgEnv+"="+wt)
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	said := bufio.NewReader(stdout)
-	step := func(want string) {
-		t.Helper()
-		fmt.Fprintln(stdin, "go")
-		if line, _ := said.ReadString('\n'); strings.TrimSpace(line) != want {
-			t.Errorf("setup: the late user said %q, want %q", line, want)
-		}
-	}
-	testHookChecked = func(string) { step("in") }
-	t.Cleanup(func() { testHookChecked = nil })
-	testHookSurveying = func(path string) {
-		if strings.HasPrefix(filepath.Base(path), TrashPrefix) {
-			step("out")
-		}
-	}
-	t.Cleanup(func() { testHookSurveying = nil })
-
-	got, err := PruneDead(ws)
-	if len(got) != 0 || !errors.Is(err, ErrInUse) {
-		t.Errorf("PruneDead(ws) = %v, %v, want [] and an ErrInUse for b", got, err)
-	}
-	if _, err := os.Stat(filepath.Join(wt, "made-late.txt")); err != nil {
-		t.Errorf("slot b is not whole at its name while pid %d holds a file it made in it: %v", cmd.Process.Pid, err)
-	}
 }
 
 // TestPruneHardLinkToOutside: a slot holds a hard link to a file outside

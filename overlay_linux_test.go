@@ -1,6 +1,8 @@
 package slotgc
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -92,4 +94,80 @@ func TestPruneKeepsSlotInUseOnOverlay(t *testing.T) {
 			t.Errorf("PruneDead removed slot %s, in use: %v", slot, err)
 		}
 	}
+}
+
+// TestPruneSeesCopiedUpFileOnOverlay holds the swarm on an overlay of a
+// disk and a tmpfs without xino, and a process holds open a worktree file
+// of the lower layer that it wrote, so that overlayfs copied it up: its
+// directory then gives the upper file's inode number, while stat and the
+// process's fdinfo give its lower origin's. Whichever file a survey meets
+// first (wt lists an untouched file beside it, or not), the slot is kept.
+func TestPruneSeesCopiedUpFileOnOverlay(t *testing.T) {
+	needRoot(t)
+	for _, untouched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("untouched file beside=%v", untouched), func(t *testing.T) {
+			lower, layers, merged := tempDir(t), tempDir(t), tempDir(t)
+			lowerSlot := addSlot(t, filepath.Join(lower, "ws", SwarmDir), "s", pidLine(deadPID(t)))
+			writeFile(t, filepath.Join(lowerSlot, "notes.txt"), "never written in the overlay\n")
+			mkdirs(t, filepath.Join(lowerSlot, "wt"))
+			writeFile(t, filepath.Join(lowerSlot, "wt", "edited.go"), "package main\n")
+			if untouched {
+				writeFile(t, filepath.Join(lowerSlot, "wt", "untouched.go"), "package main\n")
+			}
+			mount(t, "tmpfs", layers, "tmpfs")
+			upper, work := filepath.Join(layers, "upper"), filepath.Join(layers, "work")
+			mkdirs(t, upper, work)
+			mountOverlay(t, lower, upper, work, merged)
+
+			ws := filepath.Join(merged, "ws")
+			edited := filepath.Join(ws, SwarmDir, "s", "wt", "edited.go")
+			f, err := os.OpenFile(edited, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteString("// an edit not committed\n")
+			f.Close()
+			var st syscall.Stat_t
+			if err := syscall.Stat(edited, &st); err != nil {
+				t.Fatal(err)
+			}
+			if listed := direntIno(t, filepath.Dir(edited), "edited.go"); listed == st.Ino {
+				t.Fatalf("setup: the copied-up file's directory gives its stat inode number, %d: the test would not tell", st.Ino)
+			}
+			cmd := helperCmd(t, testBinary(t), "hold")
+			cmd.Env = append(cmd.Env, helperArgEnv+"="+edited)
+			cmd.Dir = tempDir(t)
+			holder := startHelper(t, cmd, "hold").Process.Pid
+
+			got, err := PruneDead(ws)
+			if len(got) != 0 || !errors.Is(err, ErrInUse) {
+				t.Errorf("PruneDead(ws) = %v, %v, want [] and an ErrInUse: pid %d holds wt/edited.go open", got, err, holder)
+			}
+			if _, err := os.Stat(edited); err != nil {
+				t.Errorf("wt/edited.go, which pid %d holds open, is gone: %v", holder, err)
+			}
+		})
+	}
+}
+
+// direntIno returns the inode number the directory dir gives its entry
+// name.
+func direntIno(t *testing.T, dir, name string) uint64 {
+	t.Helper()
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	entries, err := readTreeEntries(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.name == name {
+			return e.ino
+		}
+	}
+	t.Fatalf("setup: %s lists no %s", dir, name)
+	return 0
 }

@@ -283,6 +283,49 @@ func listTree(t *testing.T, fd int, path string) *dirListing {
 	return survey.listing
 }
 
+// TestListingIsBounded lists a tree of more directories than a listing
+// may take: the listing stays within maxListingBytes, counting each
+// directory as well as each file, and the removal given it still removes
+// the whole tree.
+func TestListingIsBounded(t *testing.T) {
+	const parents, children = 40, 400 // 16,000 directories: 2.5 MB as listed
+	top := tempDir(t)
+	for p := range parents {
+		parent := filepath.Join(top, fmt.Sprintf("p%02d", p))
+		mkdirs(t, parent)
+		writeFile(t, filepath.Join(parent, "file"), "x")
+		for c := range children {
+			if err := os.Mkdir(filepath.Join(parent, fmt.Sprintf("child-%03d", c)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fd, dev := openTop(t, top)
+	listing := listTree(t, fd, top)
+	var listedDirs, bytes int
+	var count func(l *dirListing)
+	count = func(l *dirListing) {
+		for _, f := range l.files {
+			bytes += listedFileBytes + len(f.name)
+		}
+		for name, sub := range l.subdirs {
+			listedDirs++
+			bytes += listedDirBytes + len(name)
+			count(sub)
+		}
+	}
+	count(listing)
+	if bytes > maxListingBytes || listedDirs >= parents*(children+1) {
+		t.Errorf("the listing counts %d bytes for %d of the %d directories, want at most %d bytes and some left out", bytes, listedDirs, parents*(children+1), maxListingBytes)
+	}
+	if err := removeTreeContents(fd, top, dev, true, listing); err != nil {
+		t.Fatalf("removeTreeContents = %v, want nil", err)
+	}
+	if left := entriesOf(t, top); len(left) != 0 {
+		t.Errorf("after the removal the tree holds %d entries, want nothing", len(left))
+	}
+}
+
 // TestRemovalWithStaleListing changes a tree after a survey listed it, as
 // a process that held something in it could: the removal given that
 // listing removes the tree as it is now, whatever the listing says of it,

@@ -16,13 +16,21 @@ import (
 )
 
 // A survey is the read-only walk of a tree that tells whether processes
-// use it. It comes after the pass over /proc and looks each inode it meets
-// up in the set of those the pass found in use, keeping only those: a
-// walk of a big tree costs its directory reads and little more. The order
-// matters: a process the pass found holding something in the tree (a
-// working directory, an open or mapped file) is found by the walk unless
-// it moved that out of the tree meanwhile, while a walk made first would
-// miss a file made in the tree after it and held open from outside.
+// use it, by the inode numbers of what they hold. Processes and tree are
+// read one after the other, never at one instant, and each order misses a
+// process that moves meanwhile in its own way. A walk after a pass finds
+// what the pass saw held in the tree, unless it left the tree meanwhile:
+// a shell in wt/build that runs `cd .. && rm -rf build` between the two
+// is missed. A pass after a walk finds what the walk saw in the tree,
+// but not a file made after the walk and held from outside. So the look
+// that lets a detached tree go makes a pass, a walk that records every
+// inode, and a pass again, and matches both passes with the walk
+// (fullSurvey); a process must then move twice, with a step in each gap,
+// to go unseen. The look before the detach, which only spares a tree in
+// use a pointless detach, makes the first pass and a walk that keeps only
+// the inodes that pass found in use, which costs the directory reads and
+// little more.
+//
 // Subtrees are walked side by side within the removal workers' bound: on
 // a tmpfs, where the reads are all processor time, that divides the walk
 // among the processors.
@@ -49,30 +57,64 @@ func inodesOf(procs []procUses) inodeSet {
 }
 
 // treeSurvey is what a survey found: the device of the tree's top
-// directory and the inode numbers, of those it was asked about, that are
-// in the tree, the top directory included, each marked with what it was
-// found as; and, if it was asked to keep it, what it read of the tree.
+// directory and, of the inodes in the tree (the top directory included),
+// those that were wanted, each marked with what it was found as; or, for
+// a full survey, all of them, sorted, and what it read of the tree.
 type treeSurvey struct {
-	dev     uint64
-	found   map[uint64]uint8
-	listing *dirListing
+	dev         uint64
+	found       map[uint64]uint8
+	files, dirs []uint64
+	listing     *dirListing
 }
 
-// dirListing is the files a survey read in one directory, but the slot's
-// pid file at the top, and the listings of its subdirectories by name:
-// the removal that follows the last survey unlinks them without reading
-// the directories again, and reads each only for what is left (see
-// removeTreeContents). A directory met once maxListedFiles files are
-// listed gets no listing.
+// kind tells what the inode ino was found as in the tree, 0 if it was
+// not.
+func (s treeSurvey) kind(ino uint64) uint8 {
+	if s.found != nil {
+		return s.found[ino]
+	}
+	var kind uint8
+	if _, ok := slices.BinarySearch(s.files, ino); ok {
+		kind |= surveyFile
+	}
+	if _, ok := slices.BinarySearch(s.dirs, ino); ok {
+		kind |= surveyDir
+	}
+	return kind
+}
+
+// uses reports whether any of files is in the surveyed tree: a
+// working or root directory that is anything in it, an open or mapped
+// file that is a file in it.
+func (s treeSurvey) uses(files []inUse) bool {
+	for _, f := range files {
+		kind := s.kind(f.ino)
+		if kind&surveyFile != 0 || f.dir && kind != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// dirListing is the files a full survey read in one directory, but the
+// slot's pid file at the top, and the listings of its subdirectories by
+// name: the removal that follows unlinks them without reading the
+// directories again, and reads each only for what is left (see
+// removeTreeContents).
 type dirListing struct {
 	files   []dirEntry
 	subdirs map[string]*dirListing
 }
 
-// maxListedFiles bounds the files a survey lists, and so the memory the
-// listing takes (about 50 bytes a file): the removal reads the
-// directories beyond it itself.
-const maxListedFiles = 1 << 18
+// The memory a tree's listing may take, and what a file and a directory
+// are counted to take besides their names: a tree bigger than that is
+// listed in part, and the removal reads the rest itself. A prune holds a
+// listing for each tree it is removing, a few at most (removalPool).
+const (
+	maxListingBytes = 2 << 20
+	listedFileBytes = 48
+	listedDirBytes  = 160
+)
 
 // subdir returns the listing of the subdirectory name, nil if there is
 // none (l may be nil).
@@ -83,57 +125,67 @@ func (l *dirListing) subdir(name string) *dirListing {
 	return l.subdirs[name]
 }
 
-// uses reports whether any of files is in the surveyed tree: a
-// working or root directory that is anything in it, an open or mapped
-// file that is a file in it.
-func (s treeSurvey) uses(files []inUse) bool {
-	for _, f := range files {
-		kind := s.found[f.ino]
-		if kind&surveyFile != 0 || f.dir && kind != 0 {
-			return true
-		}
-	}
-	return false
-}
+// Magic numbers of statfs(2)'s f_type for the file systems whose
+// directory entries may give another inode number than stat does for the
+// same file: overlayfs gives a copied-up file's upper inode in one and
+// its lower origin's in the other, FUSE whatever its server says.
+const (
+	overlayfsMagic = 0x794c7630
+	fuseMagic      = 0x65735546
+)
 
 // surveyTree walks the tree under the open directory fd and records which
-// of the inodes in wanted are in it. It returns an error naming a
-// directory it cannot open or read, and a mount point inside as an error
-// naming it (path is the tree's path, for messages); where several
-// directories fail, the error names the first by path. It changes nothing
-// but, for the walk, the mode of a directory the caller owns and may not
-// read or search, which it sets back.
-//
-// With list, the survey keeps what it read for the removal (see
-// dirListing).
-func surveyTree(fd int, path string, wanted inodeSet, list bool) (treeSurvey, error) {
+// of the inodes in wanted are in it, or, if full, all of them, and lists
+// its files for the removal (see dirListing). It
+// returns an error naming a directory it cannot open or read, and a
+// mount point inside as an error naming it (path is the tree's path, for
+// messages); where several fail, the error names the first by path. It
+// changes nothing but, for the walk, the mode of a directory the caller
+// owns and may not read or search, which it sets back.
+func surveyTree(fd int, path string, wanted inodeSet, full bool) (treeSurvey, error) {
 	var st syscall.Stat_t
 	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
 		return treeSurvey{}, &fs.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	w := &surveyWalk{pool: removalWorkers(), dev: uint64(st.Dev), wanted: wanted, found: map[uint64]uint8{}}
-	w.see(st.Ino, surveyDir)
+	var sfs syscall.Statfs_t
+	if err := ignoringEINTR(func() error { return syscall.Fstatfs(fd, &sfs) }); err != nil {
+		return treeSurvey{}, &fs.PathError{Op: "fstatfs", Path: path, Err: err}
+	}
+	w := &surveyWalk{pool: removalWorkers(), dev: uint64(st.Dev), wanted: wanted, full: full}
+	if !full {
+		w.found = map[uint64]uint8{}
+	}
+	if sfs.Type == overlayfsMagic || sfs.Type == fuseMagic {
+		w.probe.Store(inoStatAll)
+	}
 	var top *dirListing
-	if list {
-		w.unlisted.Store(maxListedFiles)
+	if full {
+		w.listable.Store(maxListingBytes)
 		top = &dirListing{}
 	}
+	first := &walker{surveyWalk: w, buf: make([]byte, surveyBuf)}
+	first.see(st.Ino, surveyDir)
 	restore := readableForSurvey(fd, &st)
 	defer restore()
-	w.walk(fd, path, true, make([]byte, surveyBuf), top)
+	first.walk(fd, path, true, top)
+	first.done()
 	w.helpers.Wait()
 	if err := w.err(); err != nil {
 		return treeSurvey{}, err
 	}
-	return treeSurvey{dev: w.dev, found: w.found, listing: top}, nil
+	slices.Sort(w.files)
+	slices.Sort(w.dirs)
+	return treeSurvey{dev: w.dev, found: w.found, files: w.files, dirs: w.dirs, listing: top}, nil
 }
 
 // surveyBuf is the size of the buffer each of a survey's walkers reads
 // directories through: a directory of a thousand entries in a call or two.
 const surveyBuf = 32 << 10
 
-// Whether a file's d_ino is its st_ino, found out on the first file met:
-// on overlayfs without xino it is not, and every file is stat'ed.
+// Whether a file's d_ino is its st_ino: so it is taken to be, unless the
+// file system is one where it may not be, or the first file stat'ed
+// shows it is not, or is on another device than its tree (overlayfs
+// without xino); else every file is stat'ed.
 const (
 	inoUnprobed int32 = iota
 	inoTrusted
@@ -145,22 +197,49 @@ type surveyWalk struct {
 	pool    *removalPool
 	dev     uint64
 	wanted  inodeSet
+	full    bool
 	probe   atomic.Int32
 	helpers sync.WaitGroup
 	mu      sync.Mutex
 	found   map[uint64]uint8
-	errs    []*fs.PathError
-	// unlisted counts down the files the walk may still list.
-	unlisted atomic.Int64
+	// files and dirs gather the walkers' inodes in a full survey.
+	files, dirs []uint64
+	errs        []*fs.PathError
+	// listable counts down the bytes the listing may still take.
+	listable atomic.Int64
+}
+
+// walker is one goroutine's part of a survey: the buffer it reads
+// directories through, and the inodes it met, in a full survey, until it
+// is done.
+type walker struct {
+	*surveyWalk
+	buf         []byte
+	files, dirs []uint64
 }
 
 // see records the inode ino, found as kind, if it is wanted.
-func (w *surveyWalk) see(ino uint64, kind uint8) {
-	if _, ok := w.wanted[ino]; !ok || kind == 0 {
-		return
+func (w *walker) see(ino uint64, kind uint8) {
+	switch {
+	case kind == 0:
+	case w.full && kind == surveyFile:
+		w.files = append(w.files, ino)
+	case w.full:
+		w.dirs = append(w.dirs, ino)
+	default:
+		if _, ok := w.wanted[ino]; ok {
+			w.mu.Lock()
+			w.found[ino] |= kind
+			w.mu.Unlock()
+		}
 	}
+}
+
+// done hands the inodes the walker met to the survey.
+func (w *walker) done() {
 	w.mu.Lock()
-	w.found[ino] |= kind
+	w.surveyWalk.files = append(w.surveyWalk.files, w.files...)
+	w.surveyWalk.dirs = append(w.surveyWalk.dirs, w.dirs...)
 	w.mu.Unlock()
 }
 
@@ -182,20 +261,25 @@ func (w *surveyWalk) err() error {
 	return slices.MinFunc(w.errs, func(a, b *fs.PathError) int { return cmp.Compare(a.Path, b.Path) })
 }
 
-// walk records the tree under the open directory fd, at path, reading
-// its directories through buf, which it keeps using for the
-// subdirectories it walks itself, and lists it in list if that is not
-// nil. The slot's own pid file is left out at the top: every scan opens
-// it for a moment, and one that happens to be reading it does not use
-// the slot.
-func (w *surveyWalk) walk(fd int, path string, top bool, buf []byte, list *dirListing) {
-	subdirs, err := w.readDir(fd, path, top, buf, list)
+// list takes n bytes of what the listing may take, and reports whether
+// there were.
+func (w *surveyWalk) list(n int) bool {
+	if w.listable.Add(-int64(n)) >= 0 {
+		return true
+	}
+	w.listable.Add(int64(n))
+	return false
+}
+
+// walk records the tree under the open directory fd, at path, and lists
+// it in list if that is not nil. The slot's own pid file is left out at
+// the top: every scan opens it for a moment, and one that happens to be
+// reading it does not use the slot.
+func (w *walker) walk(fd int, path string, top bool, list *dirListing) {
+	subdirs, err := w.readDir(fd, path, top, list)
 	if err != nil {
 		w.fail(err)
 		return
-	}
-	if list != nil && list.files != nil && w.unlisted.Add(-int64(len(list.files))) < 0 {
-		list.files = nil
 	}
 	for i, name := range subdirs {
 		subPath := filepath.Join(path, name)
@@ -205,7 +289,7 @@ func (w *surveyWalk) walk(fd int, path string, top bool, buf []byte, list *dirLi
 			continue
 		}
 		var subList *dirListing
-		if list != nil && w.unlisted.Load() > 0 {
+		if list != nil && w.list(listedDirBytes+len(name)) {
 			subList = &dirListing{}
 			if list.subdirs == nil {
 				list.subdirs = make(map[string]*dirListing, len(subdirs))
@@ -217,31 +301,33 @@ func (w *surveyWalk) walk(fd int, path string, top bool, buf []byte, list *dirLi
 		if i < len(subdirs)-1 && w.pool.lend() {
 			w.helpers.Go(func() {
 				defer w.pool.giveBack()
-				w.walkOpened(sub, subPath, restore, make([]byte, surveyBuf), subList)
+				helper := &walker{surveyWalk: w.surveyWalk, buf: make([]byte, surveyBuf)}
+				helper.walkOpened(sub, subPath, restore, subList)
+				helper.done()
 			})
 			continue
 		}
-		w.walkOpened(sub, subPath, restore, buf, subList)
+		w.walkOpened(sub, subPath, restore, subList)
 	}
 }
 
-// readDir reads the directory fd, at path, through buf, records its
-// wanted entries, lists its files in list if that is not nil, and returns
-// the names of its subdirectories.
-func (w *surveyWalk) readDir(fd int, path string, top bool, buf []byte, list *dirListing) ([]string, *fs.PathError) {
+// readDir reads the directory fd, at path, records its entries, lists
+// its files in list if that is not nil and the listing may take them,
+// and returns the names of its subdirectories.
+func (w *walker) readDir(fd int, path string, top bool, list *dirListing) ([]string, *fs.PathError) {
 	if _, err := syscall.Seek(fd, 0, 0); err != nil {
 		return nil, &fs.PathError{Op: "seek", Path: path, Err: err}
 	}
 	var subdirs []string
 	for {
-		n, err := getdents(fd, buf)
+		n, err := getdents(fd, w.buf)
 		switch {
 		case err != nil:
 			return nil, &fs.PathError{Op: "readdirent", Path: path, Err: err}
 		case n <= 0:
 			return subdirs, nil
 		}
-		for records := buf[:n]; len(records) > 0; {
+		for records := w.buf[:n]; len(records) > 0; {
 			name, ino, typ, rest, err := nextDirent(records)
 			if err != nil {
 				return nil, &fs.PathError{Op: "readdirent", Path: path, Err: err}
@@ -254,10 +340,9 @@ func (w *surveyWalk) readDir(fd int, path string, top bool, buf []byte, list *di
 				subdirs = append(subdirs, string(name))
 			case top && string(name) == PIDFile:
 			default:
-				if list != nil {
+				if list != nil && w.list(listedFileBytes+len(name)) {
 					list.files = append(list.files, dirEntry{name: string(name), ino: ino})
 				}
-				w.see(ino, surveyFile)
 				if err := w.statFile(fd, name, ino, path); err != nil {
 					return nil, err
 				}
@@ -266,30 +351,33 @@ func (w *surveyWalk) readDir(fd int, path string, top bool, buf []byte, list *di
 	}
 }
 
-// statFile records the st_ino of the file name in dirfd, whose d_ino is
-// ino, where d_ino cannot be trusted to be it, and finds that out on the
-// first file met.
-func (w *surveyWalk) statFile(dirfd int, name []byte, ino uint64, path string) *fs.PathError {
+// statFile records the file name in dirfd, whose d_ino is ino, by its
+// st_ino where d_ino cannot be trusted to be it.
+func (w *walker) statFile(dirfd int, name []byte, ino uint64, path string) *fs.PathError {
 	if w.probe.Load() == inoTrusted {
+		w.see(ino, surveyFile)
 		return nil
 	}
-	stIno, err := statxIno(dirfd, name, atSymlinkNofollow)
+	stx, err := statxOf(dirfd, name, atSymlinkNofollow|atStatxDontSync, statxInoMask)
 	if err != nil {
 		return &fs.PathError{Op: "statx", Path: filepath.Join(path, string(name)), Err: err}
 	}
-	if stIno != ino {
+	if stx.ino != ino || stx.dev() != w.dev {
 		w.probe.Store(inoStatAll)
 	} else {
 		w.probe.CompareAndSwap(inoUnprobed, inoTrusted)
 	}
-	w.see(stIno, surveyFile)
+	if stx.ino != ino {
+		w.see(ino, surveyFile)
+	}
+	w.see(stx.ino, surveyFile)
 	return nil
 }
 
 // open opens the subdirectory name of dirfd, at path, for the walk,
 // giving the caller read and search permission on it first if it owns it
 // and lacks them; restore sets its mode back.
-func (w *surveyWalk) open(dirfd int, name, path string) (fd int, restore func(), err *fs.PathError) {
+func (w *walker) open(dirfd int, name, path string) (fd int, restore func(), err *fs.PathError) {
 	fd, openErr := openSubdir(dirfd, name, w.dev)
 	restore = func() {}
 	if errors.Is(openErr, syscall.EACCES) {
@@ -305,7 +393,7 @@ func (w *surveyWalk) open(dirfd int, name, path string) (fd int, restore func(),
 // walkOpened records the directory open as fd, at path, and the tree
 // under it, listing it in list if that is not nil, then closes it and
 // calls restore.
-func (w *surveyWalk) walkOpened(fd int, path string, restore func(), buf []byte, list *dirListing) {
+func (w *walker) walkOpened(fd int, path string, restore func(), list *dirListing) {
 	defer restore()
 	defer w.pool.fds.Add(-1)
 	defer syscall.Close(fd)
@@ -316,7 +404,7 @@ func (w *surveyWalk) walkOpened(fd int, path string, restore func(), buf []byte,
 	}
 	w.see(st.Ino, surveyDir)
 	defer readableForSurvey(fd, &st)()
-	w.walk(fd, path, false, buf, list)
+	w.walk(fd, path, false, list)
 }
 
 // readableForSurvey gives the caller read and search permission on the

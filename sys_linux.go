@@ -165,6 +165,12 @@ type statxT struct {
 	_                                 [13]uint64
 }
 
+// dev returns the device number of the file, encoded as stat(2) encodes
+// it (new_encode_dev), so that it compares with what fstat gives.
+func (st *statxT) dev() uint64 {
+	return uint64(st.devMinor&0xff) | uint64(st.devMajor)<<8 | uint64(st.devMinor&^0xff)<<12
+}
+
 // statxTimestamp is struct statx_timestamp.
 type statxTimestamp struct {
 	sec  int64

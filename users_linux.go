@@ -4,11 +4,13 @@ package slotgc
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -119,8 +121,9 @@ type pruneGuard struct {
 	// inUse is the inodes the snapshot's processes use, which a survey
 	// looks for.
 	inUse inodeSet
-	// list asks the next survey to keep what it reads, in listed.
-	list   bool
+	// full asks the next look at a tree for a full survey between two
+	// passes over /proc, and to keep the survey's listing in listed.
+	full   bool
 	listed *dirListing
 	// blind counts the slots let go while this user had processes the
 	// pass could not look into; asked says Users asked.
@@ -161,20 +164,37 @@ var errCannotTell = errors.New("cannot tell whether a process uses it")
 // the mount table and /proc read anew: a process that began using the
 // slot after the call's first pass (a new leaf that has not written its
 // pid file yet) would otherwise go unseen for as long as the call takes.
-//
-// What its survey read of the tree is left with the lock, for the
-// removal (see dirListing).
+// It is the look that lets the tree go, so its survey is a full one,
+// between two passes (see survey_linux.go), and what the survey read of
+// the tree is left with the lock, for the removal (see dirListing).
 func (g *pruneGuard) recheck(sw *swarmDir, l *entryLock, name string) error {
-	g.mountsRead, g.procsRead = false, false
-	blind := g.blind
-	g.list = true
-	err := g.check(sw, l, name)
-	g.blind = blind // the slot was counted, if at all, by its first check
-	if err == nil {
-		l.listing = g.listed
-	}
-	g.list, g.listed = false, nil
+	listing, err := g.recheckTree(sw, l.fd, filepath.Join(sw.path, name))
+	l.listing = listing
 	return err
+}
+
+// recheckTree is recheck for the detached tree under the open directory
+// fd, at path, on the swarm's file system, returning what its survey read
+// of the tree.
+func (g *pruneGuard) recheckTree(sw *swarmDir, fd int, path string) (*dirListing, error) {
+	g.forget()
+	blind := g.blind
+	g.full = true
+	err := g.checkTree(sw, fd, path)
+	g.blind = blind // the tree was counted, if at all, by its first check
+	listing := g.listed
+	g.full, g.listed = false, nil
+	if err != nil {
+		return nil, err
+	}
+	return listing, nil
+}
+
+// forget drops the mount table and the pass over /proc read so far, so
+// that the next look reads them anew: the removals of a call take long
+// enough for processes to have come to the trees looked at after them.
+func (g *pruneGuard) forget() {
+	g.mountsRead, g.procsRead = false, false
 }
 
 // usersOf returns the processes that use the tree under the open
@@ -188,10 +208,10 @@ func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, erro
 		g.snapshot = readProcesses(sw)
 		g.inUse = inodesOf(g.snapshot.procs)
 	}
-	if testHookSurveying != nil {
-		testHookSurveying(path)
+	if testHookLooking != nil {
+		testHookLooking(path, false)
 	}
-	survey, err := surveyTree(fd, path, g.inUse, g.list)
+	survey, err := surveyTree(fd, path, g.inUse, g.full)
 	switch {
 	case errors.Is(err, errMountPoint):
 		return nil, fmt.Errorf("%w: %w", ErrMountInside, err)
@@ -201,21 +221,43 @@ func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, erro
 		return nil, fmt.Errorf("%w: %w; left in place", errCannotTell, err)
 	}
 	g.listed = survey.listing
-	var users []Process
-	for _, p := range g.snapshot.procs {
-		if survey.uses(p.files) {
-			users = append(users, Process{PID: p.pid, Command: commandName(p.pid)})
+	pids := survey.usersIn(g.snapshot.procs, nil)
+	unreadable := g.snapshot.unreadable
+	if g.full {
+		if testHookLooking != nil {
+			testHookLooking(path, true)
 		}
+		g.snapshot = readProcesses(sw)
+		g.inUse = inodesOf(g.snapshot.procs)
+		pids = survey.usersIn(g.snapshot.procs, pids)
+		unreadable = cmp.Or(unreadable, g.snapshot.unreadable)
 	}
-	if g.snapshot.unreadable != nil {
-		return users, fmt.Errorf("%w: %w; left in place", errCannotTell, g.snapshot.unreadable)
+	slices.Sort(pids)
+	pids = slices.Compact(pids)
+	var users []Process
+	for _, pid := range pids {
+		users = append(users, Process{PID: pid, Command: commandName(pid)})
+	}
+	if unreadable != nil {
+		return users, fmt.Errorf("%w: %w; left in place", errCannotTell, unreadable)
 	}
 	return users, nil
 }
 
-// testHookSurveying, when set by a test, is called with a tree's path
-// between the pass over /proc and the survey of the tree.
-var testHookSurveying func(path string)
+// usersIn appends to pids those of procs that use the surveyed tree.
+func (s treeSurvey) usersIn(procs []procUses, pids []int) []int {
+	for _, p := range procs {
+		if s.uses(p.files) {
+			pids = append(pids, p.pid)
+		}
+	}
+	return pids
+}
+
+// testHookLooking, when set by a test, is called with a tree's path
+// between the pass over /proc and the survey of the tree, and, in a look
+// that passes over /proc again, after the survey (afterWalk).
+var testHookLooking func(path string, afterWalk bool)
 
 // users returns the processes that use the entry name of the swarm
 // directory.

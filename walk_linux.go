@@ -66,9 +66,6 @@ func statAt(dirfd int, name string) (entryStat, error) {
 		if stx.mask&statxMtime == 0 {
 			return entryStat{}, errNoMtime
 		}
-		// The device number as stat(2) encodes it (new_encode_dev), so that
-		// it compares with what fstat gives.
-		dev := uint64(stx.devMinor&0xff) | uint64(stx.devMajor)<<8 | uint64(stx.devMinor&^0xff)<<12
 		var birth int64
 		if stx.mask&statxBtime != 0 {
 			birth = stx.btime.sec*int64(time.Second) + int64(stx.btime.nsec)
@@ -79,7 +76,7 @@ func statAt(dirfd int, name string) (entryStat, error) {
 			mtime:     time.Unix(stx.mtime.sec, int64(stx.mtime.nsec)),
 			blocks:    int64(stx.blocks),
 			nlink:     uint64(stx.nlink),
-			id:        fileIdentity{dev: dev, ino: stx.ino, birth: birth},
+			id:        fileIdentity{dev: stx.dev(), ino: stx.ino, birth: birth},
 		}, nil
 	}
 	if !errors.Is(err, syscall.ENOSYS) {
