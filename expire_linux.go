@@ -16,8 +16,9 @@ import (
 // that a removal cut short never leaves a half-removed entry where bones
 // apply or Restore would take it; finishExpiring completes such a one. An
 // entry that is gone, or is not the one recorded, only loses its record.
-// One that holds a mount point, or that a process uses, is left in place
-// with an error, as a slot would be (see pruneGuard.check); so is one on
+// One that holds a mount point, or that a process uses, before it is
+// detached or after, is left in place with an error, as a slot would be
+// (see pruneGuard.check and recheck); so is one on
 // another file system than the swarm directory sw, where the processes
 // using it cannot be told.
 func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery, sw *swarmDir, guard *pruneGuard) (bool, error) {
@@ -74,8 +75,17 @@ func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery, sw *swa
 		renameExclusive(dirfd, trash, rd.fd, name)
 		return false, fmt.Errorf("%s changed while it was being expired; left in place", e.Path)
 	}
+	// A process that came to the entry after the check goes unseen but
+	// for a look once it is detached, as a slot's (pruneGuard.recheck).
+	listing, err := guard.recheckTree(sw, fd, trashPath)
+	if err != nil {
+		if perr := renameExclusive(dirfd, trash, rd.fd, name); perr != nil {
+			return false, fmt.Errorf("left in place: %w; and it could not be put back, so it is kept at %s: %v", err, trashPath, perr)
+		}
+		return false, fmt.Errorf("left in place: %w", err)
+	}
 	rd.dropRecord(name)
-	if err := removeTreeAt(fd, dirfd, trash, trashPath, st.id.dev); err != nil {
+	if err := removeTreeAt(fd, dirfd, trash, trashPath, st.id.dev, listing); err != nil {
 		return false, fmt.Errorf("remove %s, detached from %s (the next prune retries): %w", trashPath, e.Path, err)
 	}
 	return true, nil
@@ -107,7 +117,7 @@ func (rd *recoveryDir) finishExpiring() error {
 			continue
 		}
 		if lockExclusive(fd) == nil {
-			if err := removeTreeAt(fd, dirfd, e.name, path, rd.dev); err != nil {
+			if err := removeTreeAt(fd, dirfd, e.name, path, rd.dev, nil); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -118,9 +128,10 @@ func (rd *recoveryDir) finishExpiring() error {
 
 // removeTreeAt removes the tree under the open directory fd, on device
 // dev, which is the entry name of the directory parentFd, and then the
-// entry itself.
-func removeTreeAt(fd, parentFd int, name, path string, dev uint64) error {
-	if err := removeTreeContents(fd, path, dev, false, nil); err != nil {
+// entry itself; listing is what a survey read of it (see
+// removeTreeContents).
+func removeTreeAt(fd, parentFd int, name, path string, dev uint64, listing *dirListing) error {
+	if err := removeTreeContents(fd, path, dev, false, listing); err != nil {
 		return err
 	}
 	p, err := makePath(nil, name)

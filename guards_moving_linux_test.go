@@ -234,6 +234,64 @@ func wantKeptInUse(t *testing.T, ws, kept string, pid int) {
 	}
 }
 
+// TestExpiryLooksAfterTheRemovals has a process come to a recovery entry
+// old enough to expire while a prune removes a dead slot, before the
+// expiry looks at the entries: the look must see it, not reuse what the
+// slot's recheck read before the removals. The process works in the
+// entry, or mounts a tmpfs inside it in a mount namespace of its own.
+func TestExpiryLooksAfterTheRemovals(t *testing.T) {
+	for _, user := range []string{"working directory", "mount in another namespace"} {
+		t.Run(user, func(t *testing.T) {
+			ws, swarm := workspace(t)
+			a := addSlot(t, swarm, "a", pidLine(deadPID(t)))
+			mkdirs(t, filepath.Join(a, "wt", "cache"))
+			writeFile(t, filepath.Join(a, "wt", "work.txt"), "rescued work\n")
+			first, err := Prune(ws, PruneOptions{Keep: time.Nanosecond})
+			if err != nil || len(first.Slots) != 1 || first.Slots[0].Recovery == "" {
+				t.Fatalf("setup: Prune = %+v, %v, want slot a recovered", first, err)
+			}
+			entry := first.Slots[0].Recovery
+			addSlot(t, swarm, "b", pidLine(deadPID(t)))
+
+			var come func()
+			var want error
+			switch user {
+			case "working directory":
+				want = ErrInUse
+				come = func() { startStepper(t, "/").do(t, "cd "+entry) }
+			default:
+				needRoot(t)
+				want = ErrMountInside
+				come = func() { mountInOwnNamespace(t, filepath.Join(entry, "cache")) }
+			}
+			report, err := Prune(ws, PruneOptions{Keep: time.Nanosecond, Progress: func(int, int, SlotOutcome) { come() }})
+			if len(report.Expired) != 0 || !errors.Is(err, want) {
+				t.Errorf("Prune(ws, Keep 1ns) expired %v, %v, want none and an error wrapping %v", report.Expired, err, want)
+			}
+			if _, err := os.Stat(filepath.Join(entry, "work.txt")); err != nil {
+				t.Errorf("the recovery entry was expired while in use: %v", err)
+			}
+		})
+	}
+}
+
+// mountInOwnNamespace mounts a tmpfs on dir in a new mount namespace held
+// by a child, which is killed and reaped when the test ends.
+func mountInOwnNamespace(t *testing.T, dir string) {
+	t.Helper()
+	cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
+		`mount -t tmpfs scratch "$1" && cd / && echo ready && exec sleep 60`, "sh", dir)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if line, _ := bufio.NewReader(stdout).ReadString('\n'); strings.TrimSpace(line) != "ready" {
+		t.Fatalf("setup: the namespace's child said %q, want ready", line)
+	}
+}
+
 // TestSurveyErrorNamesFirstFailure asks Users about a slot with a mount
 // point deep under wt/d00 and one right under wt/d39, which the survey's
 // walkers meet in no set order: every answer names the first by path.

@@ -26,6 +26,7 @@ import (
 //	(*swarmDir).removeStaleProbe(name string) error
 //	(*pruneGuard).check(sw *swarmDir, l *entryLock, name string) error
 //	(*pruneGuard).recheck(sw *swarmDir, l *entryLock, name string) error
+//	(*pruneGuard).forget()
 //	(*pruneGuard).users(sw *swarmDir, name string) ([]Process, error)
 //	(*removalGroup).run(remove func()), (*removalGroup).wait()
 

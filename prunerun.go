@@ -90,6 +90,9 @@ func prune(workspaceDir string, opts PruneOptions, measure bool) (PruneReport, e
 			errs = append(errs, sw.slotError(opPrune, t.out.Slot, t.err))
 		}
 	}
+	// The leftovers and recovery entries looked at from here are looked
+	// at after every removal: with what is in use read anew.
+	guard.forget()
 	if !opts.DryRun {
 		for _, name := range trash {
 			if err := sw.finishLeftover(name, &guard, run); err != nil {

@@ -10,5 +10,8 @@ func (sw *swarmDir) mayUseEntry(entry string, pid int) bool { return sw.usesEntr
 // process uses, and check's mount test is the walk's own refusal.
 func (*pruneGuard) recheck(*swarmDir, *entryLock, string) error { return nil }
 
+// forget has nothing to drop: these systems read no process.
+func (*pruneGuard) forget() {}
+
 // uninspectedError is nil: these systems look into no process.
 func (*pruneGuard) uninspectedError() error { return nil }
