@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // PruneDead's mechanics come from each system (prune_linux.go,
@@ -25,7 +26,7 @@ import (
 //	(*swarmDir).holdsNoFiles(l *entryLock, name string) (bool, error)
 //	(*swarmDir).removeStaleProbe(name string) error
 //	(*pruneGuard).check(sw *swarmDir, l *entryLock, name string) error
-//	(*pruneGuard).recheck(sw *swarmDir, l *entryLock, name string) error
+//	(*pruneGuard).recheck(sw *swarmDir, detached []detachedSlot) []error
 //	(*pruneGuard).forget()
 //	(*pruneGuard).users(sw *swarmDir, name string) ([]Process, error)
 //	(*removalGroup).run(remove func()), (*removalGroup).wait()
@@ -147,27 +148,94 @@ func trashName(kind string) string {
 // prune removes the slot if it is still dead and no guard refuses, or
 // keeps or recovers it as t's options say, settling t once it is done.
 // The checks and the detaching happen now, in turn with the other slots';
-// the taking of the detached tree may run beside them (see removalGroup),
-// its lock held until it is done.
-func (sw *swarmDir) prune(slot string, guard *pruneGuard, removals *removalGroup, t *taking) {
+// the look once it is detached, with the slots detached before or after
+// it (see detachedBatch); the taking of the detached tree may run beside
+// them (see removalGroup), its lock held until it is done.
+func (sw *swarmDir) prune(slot string, guard *pruneGuard, batch *detachedBatch, removals *removalGroup, t *taking) {
 	lock, trash, err := sw.detach(slot, guard, t)
 	if lock == nil {
 		t.settle(sw, false, err)
 		return
 	}
-	removals.run(func() {
-		defer lock.release()
-		err := t.take(sw, lock, slot, trash)
-		t.settle(sw, err == nil, err)
-	})
+	if batch.add(detachedSlot{slot: slot, trash: trash, lock: lock, t: t}) {
+		sw.letGo(batch, guard, removals)
+	}
+}
+
+// detachedSlot is a slot detached at its trash name, its lock held, that
+// waits for the guard's look once detached.
+type detachedSlot struct {
+	slot, trash string
+	lock        *entryLock
+	t           *taking
+}
+
+// detachedBatch gathers detached slots for one look, which costs a pass
+// over /proc, or two, whatever the number of slots: a prune of many small
+// slots would otherwise spend most of its time passing over /proc. A
+// batch is looked at once it holds maxDetachedBatch slots, or its first
+// slot has waited batchWait, so that a slot a process came to use is not
+// long missing from its name before it is put back.
+type detachedBatch struct {
+	slots []detachedSlot
+	since time.Time
+}
+
+const (
+	maxDetachedBatch = 16
+	batchWait        = 50 * time.Millisecond
+)
+
+// add adds d to the batch and reports whether the batch is due.
+func (b *detachedBatch) add(d detachedSlot) bool {
+	if len(b.slots) == 0 {
+		b.since = time.Now()
+	}
+	b.slots = append(b.slots, d)
+	return len(b.slots) >= maxDetachedBatch || time.Since(b.since) >= batchWait
+}
+
+// putBack puts the batch's slots back at their names, unlooked at, and
+// releases them.
+func (b *detachedBatch) putBack(sw *swarmDir) {
+	for _, d := range b.slots {
+		sw.restoreEntry(d.trash, d.slot)
+		d.lock.release()
+	}
+	b.slots = nil
+}
+
+// letGo has the guard look again at the batch's slots, puts back those it
+// refuses and settles them, and hands the others to removals, emptying
+// the batch.
+func (sw *swarmDir) letGo(batch *detachedBatch, guard *pruneGuard, removals *removalGroup) {
+	detached := batch.slots
+	batch.slots = nil
+	if len(detached) == 0 {
+		return
+	}
+	for i, err := range guard.recheck(sw, detached) {
+		d := detached[i]
+		if err != nil {
+			err = sw.putBack(d.trash, d.slot, err)
+			d.lock.release()
+			d.t.settle(sw, false, err)
+			continue
+		}
+		removals.run(func() {
+			defer d.lock.release()
+			err := d.t.take(sw, d.lock, d.slot, d.trash)
+			d.t.settle(sw, err == nil, err)
+		})
+	}
 }
 
 // detach locks the slot and, if it is still dead, no guard refuses and
 // t's options let it go, renames it to a new trash name, returning the
-// lock, still held, and that name. A slot that is no longer there, no
-// longer dead, or held by another PruneDead yields no lock and no error:
-// another PruneDead, or its owner, got to it first. So does one t's
-// options keep, which t says why.
+// lock, still held, and that name, for the guard's look once detached. A
+// slot that is no longer there, no longer dead, or held by another
+// PruneDead yields no lock and no error: another PruneDead, or its owner,
+// got to it first. So does one t's options keep, which t says why.
 func (sw *swarmDir) detach(slot string, guard *pruneGuard, t *taking) (held *entryLock, trash string, err error) {
 	lock, err := sw.lockEntry(slot)
 	switch {
@@ -206,9 +274,6 @@ func (sw *swarmDir) detach(slot string, guard *pruneGuard, t *taking) (held *ent
 	}
 	if !lock.is(sw, trash) || !sw.classify(trash, &ps).State.Dead() {
 		return nil, "", sw.restore(trash, slot)
-	}
-	if err := guard.recheck(sw, lock, trash); err != nil {
-		return nil, "", sw.putBack(trash, slot, err)
 	}
 	return lock, trash, nil
 }

@@ -75,9 +75,14 @@ func prune(workspaceDir string, opts PruneOptions, measure bool) (PruneReport, e
 	// Should anything panic here, the slots detached so far are still
 	// settled, before the descriptors they are worked through are closed.
 	defer removals.wait()
+	var batch detachedBatch
+	// Should anything panic before the batch is looked at, its slots go
+	// back to their names: nothing goes without the look.
+	defer batch.putBack(sw)
 	for i := range takings {
-		sw.prune(takings[i].out.Slot, &guard, &removals, &takings[i])
+		sw.prune(takings[i].out.Slot, &guard, &batch, &removals, &takings[i])
 	}
+	sw.letGo(&batch, &guard, &removals)
 	removals.wait()
 	var report PruneReport
 	var errs []error

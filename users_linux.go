@@ -121,10 +121,6 @@ type pruneGuard struct {
 	// inUse is the inodes the snapshot's processes use, which a survey
 	// looks for.
 	inUse inodeSet
-	// full asks the next look at a tree for a full survey between two
-	// passes over /proc, and to keep the survey's listing in listed.
-	full   bool
-	listed *dirListing
 	// blind counts the slots let go while this user had processes the
 	// pass could not look into; asked says Users asked.
 	blind int
@@ -160,34 +156,85 @@ func (g *pruneGuard) checkTree(sw *swarmDir, fd int, path string) error {
 // uses it could not be told.
 var errCannotTell = errors.New("cannot tell whether a process uses it")
 
-// recheck is check again, on the locked tree now detached at name, with
-// the mount table and /proc read anew: a process that began using the
-// slot after the call's first pass (a new leaf that has not written its
-// pid file yet) would otherwise go unseen for as long as the call takes.
-// It is the look that lets the tree go, so its survey is a full one,
-// between two passes (see survey_linux.go), and what the survey read of
-// the tree is left with the lock, for the removal (see dirListing).
-func (g *pruneGuard) recheck(sw *swarmDir, l *entryLock, name string) error {
-	listing, err := g.recheckTree(sw, l.fd, filepath.Join(sw.path, name))
-	l.listing = listing
-	return err
+// recheck looks again at slots detached since their check, with the
+// mount table and /proc read anew: a process that began using a slot
+// after the call's first pass (a new leaf that has not written its pid
+// file yet) would otherwise go unseen for as long as the call takes. It
+// is the look that lets the trees go, so it surveys them in full between
+// two passes (see survey_linux.go), and leaves what each survey read of
+// its tree with the lock, for the removal (see dirListing). It returns an
+// error for each slot to be put back, nil for each to let go.
+func (g *pruneGuard) recheck(sw *swarmDir, detached []detachedSlot) []error {
+	trees := make([]detachedTree, len(detached))
+	for i, d := range detached {
+		trees[i] = detachedTree{fd: d.lock.fd, path: sw.entryPath(d.trash)}
+	}
+	listings, errs := g.recheckTrees(sw, trees)
+	for i, d := range detached {
+		d.lock.listing = listings[i]
+	}
+	return errs
 }
 
-// recheckTree is recheck for the detached tree under the open directory
-// fd, at path, on the swarm's file system, returning what its survey read
-// of the tree.
-func (g *pruneGuard) recheckTree(sw *swarmDir, fd int, path string) (*dirListing, error) {
+// detachedTree is a tree detached from where processes find it by name,
+// open as fd, at path, on the swarm's file system.
+type detachedTree struct {
+	fd   int
+	path string
+}
+
+// recheckTrees is recheck for the trees, returning for each what its
+// survey read of it, and why it must not go.
+func (g *pruneGuard) recheckTrees(sw *swarmDir, trees []detachedTree) ([]*dirListing, []error) {
 	g.forget()
-	blind := g.blind
-	g.full = true
-	err := g.checkTree(sw, fd, path)
-	g.blind = blind // the tree was counted, if at all, by its first check
-	listing := g.listed
-	g.full, g.listed = false, nil
-	if err != nil {
-		return nil, err
+	errs := make([]error, len(trees))
+	surveys := make([]*treeSurvey, len(trees))
+	before := readProcesses(sw)
+	for i, tree := range trees {
+		if points := g.mountsUnder(tree.fd); len(points) > 0 {
+			errs[i] = mountInsideError(points)
+			continue
+		}
+		if testHookLooking != nil {
+			testHookLooking(tree.path, false)
+		}
+		survey, err := surveyTree(tree.fd, tree.path, nil, true)
+		if err != nil {
+			errs[i] = surveyError(err)
+			continue
+		}
+		surveys[i] = &survey
 	}
-	return listing, nil
+	if testHookLooking != nil {
+		for _, tree := range trees {
+			testHookLooking(tree.path, true)
+		}
+	}
+	after := readProcesses(sw)
+	g.procsRead, g.snapshot, g.inUse = true, after, inodesOf(after.procs)
+	listings := make([]*dirListing, len(trees))
+	for i, survey := range surveys {
+		if survey == nil {
+			continue
+		}
+		users := processes(survey.usersIn(after.procs, survey.usersIn(before.procs, nil)))
+		switch unreadable := cmp.Or(before.unreadable, after.unreadable); {
+		case len(users) > 0:
+			errs[i] = inUseError(users)
+		case unreadable != nil:
+			errs[i] = fmt.Errorf("%w: %w; left in place", errCannotTell, unreadable)
+		default:
+			listings[i] = survey.listing
+		}
+	}
+	return listings, errs
+}
+
+// recheckTree is recheck for one detached tree, under the open directory
+// fd, at path: a recovery entry being expired.
+func (g *pruneGuard) recheckTree(sw *swarmDir, fd int, path string) (*dirListing, error) {
+	listings, errs := g.recheckTrees(sw, []detachedTree{{fd: fd, path: path}})
+	return listings[0], errs[0]
 }
 
 // forget drops the mount table and the pass over /proc read so far, so
@@ -198,10 +245,11 @@ func (g *pruneGuard) forget() {
 }
 
 // usersOf returns the processes that use the tree under the open
-// directory fd, at path, in the swarm directory sw. A mount point met on
-// the way is an error wrapping ErrMountInside; a directory that cannot be
-// read, or a process whose files cannot be, an error wrapping
-// errCannotTell, returned with the users that were found.
+// directory fd, at path, in the swarm directory sw, by the call's pass
+// over /proc and a survey after it. A mount point met on the way is an
+// error wrapping ErrMountInside; a directory that cannot be read, or a
+// process whose files cannot be, an error wrapping errCannotTell,
+// returned with the users that were found.
 func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, error) {
 	if !g.procsRead {
 		g.procsRead = true
@@ -211,37 +259,36 @@ func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, erro
 	if testHookLooking != nil {
 		testHookLooking(path, false)
 	}
-	survey, err := surveyTree(fd, path, g.inUse, g.full)
-	switch {
-	case errors.Is(err, errMountPoint):
-		return nil, fmt.Errorf("%w: %w", ErrMountInside, err)
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, err // its owner removed it meanwhile
-	case err != nil:
-		return nil, fmt.Errorf("%w: %w; left in place", errCannotTell, err)
+	survey, err := surveyTree(fd, path, g.inUse, false)
+	if err != nil {
+		return nil, surveyError(err)
 	}
-	g.listed = survey.listing
-	pids := survey.usersIn(g.snapshot.procs, nil)
-	unreadable := g.snapshot.unreadable
-	if g.full {
-		if testHookLooking != nil {
-			testHookLooking(path, true)
-		}
-		g.snapshot = readProcesses(sw)
-		g.inUse = inodesOf(g.snapshot.procs)
-		pids = survey.usersIn(g.snapshot.procs, pids)
-		unreadable = cmp.Or(unreadable, g.snapshot.unreadable)
-	}
-	slices.Sort(pids)
-	pids = slices.Compact(pids)
-	var users []Process
-	for _, pid := range pids {
-		users = append(users, Process{PID: pid, Command: commandName(pid)})
-	}
-	if unreadable != nil {
-		return users, fmt.Errorf("%w: %w; left in place", errCannotTell, unreadable)
+	users := processes(survey.usersIn(g.snapshot.procs, nil))
+	if g.snapshot.unreadable != nil {
+		return users, fmt.Errorf("%w: %w; left in place", errCannotTell, g.snapshot.unreadable)
 	}
 	return users, nil
+}
+
+// surveyError is the error of a look whose survey failed with err.
+func surveyError(err error) error {
+	switch {
+	case errors.Is(err, errMountPoint):
+		return fmt.Errorf("%w: %w", ErrMountInside, err)
+	case errors.Is(err, fs.ErrNotExist):
+		return err // its owner removed it meanwhile
+	}
+	return fmt.Errorf("%w: %w; left in place", errCannotTell, err)
+}
+
+// processes names the processes of pids, in order, each once.
+func processes(pids []int) []Process {
+	slices.Sort(pids)
+	var users []Process
+	for _, pid := range slices.Compact(pids) {
+		users = append(users, Process{PID: pid, Command: commandName(pid)})
+	}
+	return users
 }
 
 // usersIn appends to pids those of procs that use the surveyed tree.
@@ -256,7 +303,7 @@ func (s treeSurvey) usersIn(procs []procUses, pids []int) []int {
 
 // testHookLooking, when set by a test, is called with a tree's path
 // between the pass over /proc and the survey of the tree, and, in a look
-// that passes over /proc again, after the survey (afterWalk).
+// that passes over /proc again, after the surveys (afterWalk).
 var testHookLooking func(path string, afterWalk bool)
 
 // users returns the processes that use the entry name of the swarm

@@ -8,7 +8,9 @@ func (sw *swarmDir) mayUseEntry(entry string, pid int) bool { return sw.usesEntr
 
 // recheck finds nothing new: these systems give no view of the files a
 // process uses, and check's mount test is the walk's own refusal.
-func (*pruneGuard) recheck(*swarmDir, *entryLock, string) error { return nil }
+func (*pruneGuard) recheck(_ *swarmDir, detached []detachedSlot) []error {
+	return make([]error, len(detached))
+}
 
 // forget has nothing to drop: these systems read no process.
 func (*pruneGuard) forget() {}
