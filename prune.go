@@ -40,10 +40,12 @@ import (
 //     work on the same slot together.
 //   - Each is checked again right before it goes, detached by renaming it
 //     to a TrashPrefix name inside the swarm directory, and checked once
-//     more there; a slot that came back to life in between is renamed
-//     back, never replacing a slot that took its name meanwhile. So a
-//     concurrent creator of the same slot name never meets a half-deleted
-//     tree.
+//     more there, with up to 15 others detached after it (the look costs
+//     two passes over /proc however many slots it covers; a slot waits
+//     for others 50 ms, and for the check of one more); a slot that came back to life
+//     in between is renamed back, never replacing a slot that took its
+//     name meanwhile. So a concurrent creator of the same slot name never
+//     meets a half-deleted tree.
 //   - A slot that holds a mount point, or is one, is not removed at all: it
 //     stays whole at its name, and its error wraps ErrMountInside and names
 //     the mount point. Unmount it first.
@@ -152,12 +154,16 @@ func trashName(kind string) string {
 // it (see detachedBatch); the taking of the detached tree may run beside
 // them (see removalGroup), its lock held until it is done.
 func (sw *swarmDir) prune(slot string, guard *pruneGuard, batch *detachedBatch, removals *removalGroup, t *taking) {
+	if batch.due() {
+		sw.letGo(batch, guard, removals)
+	}
 	lock, trash, err := sw.detach(slot, guard, t)
 	if lock == nil {
 		t.settle(sw, false, err)
 		return
 	}
-	if batch.add(detachedSlot{slot: slot, trash: trash, lock: lock, t: t}) {
+	batch.add(detachedSlot{slot: slot, trash: trash, lock: lock, t: t})
+	if batch.due() {
 		sw.letGo(batch, guard, removals)
 	}
 }
@@ -174,8 +180,9 @@ type detachedSlot struct {
 // over /proc, or two, whatever the number of slots: a prune of many small
 // slots would otherwise spend most of its time passing over /proc. A
 // batch is looked at once it holds maxDetachedBatch slots, or its first
-// slot has waited batchWait, so that a slot a process came to use is not
-// long missing from its name before it is put back.
+// slot has waited batchWait (then before the next slot's check), so that
+// a slot a process came to use is not long missing from its name before
+// it is put back.
 type detachedBatch struct {
 	slots []detachedSlot
 	since time.Time
@@ -186,13 +193,17 @@ const (
 	batchWait        = 50 * time.Millisecond
 )
 
-// add adds d to the batch and reports whether the batch is due.
-func (b *detachedBatch) add(d detachedSlot) bool {
+// add adds d to the batch.
+func (b *detachedBatch) add(d detachedSlot) {
 	if len(b.slots) == 0 {
 		b.since = time.Now()
 	}
 	b.slots = append(b.slots, d)
-	return len(b.slots) >= maxDetachedBatch || time.Since(b.since) >= batchWait
+}
+
+// due reports whether the batch is to be looked at now.
+func (b *detachedBatch) due() bool {
+	return len(b.slots) >= maxDetachedBatch || len(b.slots) > 0 && time.Since(b.since) >= batchWait
 }
 
 // putBack puts the batch's slots back at their names, unlooked at, and
