@@ -42,10 +42,10 @@ import (
 //     to a TrashPrefix name inside the swarm directory, and checked once
 //     more there, with up to 15 others detached after it (the look costs
 //     two passes over /proc however many slots it covers; a slot waits
-//     for others 50 ms, and for the check of one more); a slot that came back to life
-//     in between is renamed back, never replacing a slot that took its
-//     name meanwhile. So a concurrent creator of the same slot name never
-//     meets a half-deleted tree.
+//     for others 50 ms, and for the check of one more); a slot that came
+//     back to life in between is renamed back, never replacing a slot
+//     that took its name meanwhile. So a concurrent creator of the same
+//     slot name never meets a half-deleted tree.
 //   - A slot that holds a mount point, or is one, is not removed at all: it
 //     stays whole at its name, and its error wraps ErrMountInside and names
 //     the mount point. Unmount it first.
