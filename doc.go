@@ -196,7 +196,8 @@
 //     call, and once the slot is detached, from a pass of its own, which
 //     puts the slot back if a process began using it meanwhile. That pass
 //     is made twice, before and after a walk of the tree that records
-//     every inode in it, and a process either pass saw holding one of
+//     every inode in it (slots detached one after another share the pass
+//     between their walks), and a process either pass saw holding one of
 //     them uses the slot: so a process that, while the look is made,
 //     moves within the slot (`cd .. && rm -rf build`) or makes a file in
 //     it, holds that open and leaves, is found; one that does both, a

@@ -80,9 +80,9 @@ func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery, sw *swa
 	listing, err := guard.recheckTree(sw, fd, trashPath)
 	if err != nil {
 		if perr := renameExclusive(dirfd, trash, rd.fd, name); perr != nil {
-			return false, fmt.Errorf("left in place: %w; and it could not be put back, so it is kept at %s: %v", err, trashPath, perr)
+			return false, fmt.Errorf("%w; and it could not be put back, so it is kept at %s, which a later prune removes only once nothing uses it: %v", err, trashPath, perr)
 		}
-		return false, fmt.Errorf("left in place: %w", err)
+		return false, err
 	}
 	rd.dropRecord(name)
 	if err := removeTreeAt(fd, dirfd, trash, trashPath, st.id.dev, listing); err != nil {
@@ -92,8 +92,10 @@ func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery, sw *swa
 }
 
 // finishExpiring removes the trees an expiry detached into the records
-// directory and did not finish, unless a running prune holds them.
-func (rd *recoveryDir) finishExpiring() error {
+// directory and did not finish, unless a running prune holds them or the
+// guard refuses them: one an expiry found in use once detached, and could
+// not put back, is such a tree.
+func (rd *recoveryDir) finishExpiring(sw *swarmDir, guard *pruneGuard) error {
 	dirfd, err := rd.records(false)
 	if errors.Is(err, syscall.ENOENT) {
 		return nil
@@ -117,7 +119,11 @@ func (rd *recoveryDir) finishExpiring() error {
 			continue
 		}
 		if lockExclusive(fd) == nil {
-			if err := removeTreeAt(fd, dirfd, e.name, path, rd.dev, nil); err != nil {
+			if dev, err := sw.device(); err != nil || dev != rd.dev {
+				errs = append(errs, fmt.Errorf("%s: %w: it is not on the swarm directory's file system; left in place", path, errCannotTell))
+			} else if err := guard.checkTree(sw, fd, path); err != nil {
+				errs = append(errs, fmt.Errorf("%s: left in place: %w", path, err))
+			} else if err := removeTreeAt(fd, dirfd, e.name, path, rd.dev, nil); err != nil {
 				errs = append(errs, err)
 			}
 		}

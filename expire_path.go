@@ -58,8 +58,9 @@ func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery, _ *swar
 }
 
 // finishExpiring removes the trees an expiry detached into the records
-// directory and did not finish, unless a running prune holds them.
-func (rd *recoveryDir) finishExpiring() error {
+// directory and did not finish, unless a running prune holds them; these
+// systems have no guard to ask.
+func (rd *recoveryDir) finishExpiring(*swarmDir, *pruneGuard) error {
 	dirEntries, err := os.ReadDir(rd.recordDir())
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

@@ -40,9 +40,10 @@ import (
 //     work on the same slot together.
 //   - Each is checked again right before it goes, detached by renaming it
 //     to a TrashPrefix name inside the swarm directory, and checked once
-//     more there, with up to 15 others detached after it (the look costs
-//     two passes over /proc however many slots it covers; a slot waits
-//     for others 50 ms, and for the check of one more); a slot that came
+//     more there, with up to 15 others detached after it (on Linux that
+//     look walks each tree between two passes over /proc, and the trees
+//     of a batch share the passes between their walks; a slot waits for
+//     others 50 ms, and for the check of one more); a slot that came
 //     back to life in between is renamed back, never replacing a slot
 //     that took its name meanwhile. So a concurrent creator of the same
 //     slot name never meets a half-deleted tree.
@@ -159,6 +160,11 @@ func (sw *swarmDir) prune(slot string, guard *pruneGuard, batch *detachedBatch, 
 	}
 	lock, trash, err := sw.detach(slot, guard, t)
 	if lock == nil {
+		if t.run.opts.Progress != nil {
+			// Progress may take its time, which the batch's slots, away
+			// from their names, do not wait for.
+			sw.letGo(batch, guard, removals)
+		}
 		t.settle(sw, false, err)
 		return
 	}
@@ -176,9 +182,10 @@ type detachedSlot struct {
 	t           *taking
 }
 
-// detachedBatch gathers detached slots for one look, which costs a pass
-// over /proc, or two, whatever the number of slots: a prune of many small
-// slots would otherwise spend most of its time passing over /proc. A
+// detachedBatch gathers detached slots for one look, in which the trees
+// share the passes over /proc between their walks (on Linux): looked at
+// alone, each would cost two, and a prune of many small slots would spend
+// most of its time passing over /proc. A
 // batch is looked at once it holds maxDetachedBatch slots, or its first
 // slot has waited batchWait (then before the next slot's check), so that
 // a slot a process came to use is not long missing from its name before

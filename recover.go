@@ -43,7 +43,7 @@ import (
 //	(*recoveryDir).writeRecord(name string, rec record) (release func(), err error)
 //	(*recoveryDir).dropRecord(name string)
 //	(*recoveryDir).expireEntry(name string, rec record, e *Recovery, sw *swarmDir, guard *pruneGuard) (bool, error)
-//	(*recoveryDir).finishExpiring() error
+//	(*recoveryDir).finishExpiring(sw *swarmDir, guard *pruneGuard) error
 //	(*swarmDir).openWorktree(l *entryLock, name string) (*worktree, error)
 //	(*worktree).close()
 //	(*worktree).touch(rd *recoveryDir, name string, now time.Time)
@@ -343,7 +343,7 @@ func (r *pruneRun) expire(sw *swarmDir, guard *pruneGuard) ([]Recovery, error) {
 	}
 	var errs []error
 	if !r.opts.DryRun {
-		if err := rd.finishExpiring(); err != nil {
+		if err := rd.finishExpiring(sw, guard); err != nil {
 			errs = append(errs, &SlotError{Op: opExpire, Path: filepath.Join(rd.path, recordDirName), Err: err})
 		}
 	}

@@ -184,11 +184,15 @@ type detachedTree struct {
 }
 
 // recheckTrees is recheck for the trees, returning for each what its
-// survey read of it, and why it must not go.
+// survey read of it, and why it must not go. The trees are walked in
+// turn, with a pass over /proc, and a reading of the mount tables, before
+// the first and after each: every tree is judged by the passes on either
+// side of its own walk, so a process has no more time to move unseen
+// than one walk, and a batch of n trees costs n+1 passes.
 func (g *pruneGuard) recheckTrees(sw *swarmDir, trees []detachedTree) ([]*dirListing, []error) {
-	g.forget()
 	errs := make([]error, len(trees))
-	surveys := make([]*treeSurvey, len(trees))
+	listings := make([]*dirListing, len(trees))
+	g.forget()
 	before := readProcesses(sw)
 	for i, tree := range trees {
 		if points := g.mountsUnder(tree.fd); len(points) > 0 {
@@ -203,31 +207,29 @@ func (g *pruneGuard) recheckTrees(sw *swarmDir, trees []detachedTree) ([]*dirLis
 			errs[i] = surveyError(err)
 			continue
 		}
-		surveys[i] = &survey
-	}
-	if testHookLooking != nil {
-		for _, tree := range trees {
+		if testHookLooking != nil {
 			testHookLooking(tree.path, true)
 		}
+		g.forget()
+		after := readProcesses(sw)
+		listings[i], errs[i] = mayGo(&survey, before, after)
+		before = after
 	}
-	after := readProcesses(sw)
-	g.procsRead, g.snapshot, g.inUse = true, after, inodesOf(after.procs)
-	listings := make([]*dirListing, len(trees))
-	for i, survey := range surveys {
-		if survey == nil {
-			continue
-		}
-		users := processes(survey.usersIn(after.procs, survey.usersIn(before.procs, nil)))
-		switch unreadable := cmp.Or(before.unreadable, after.unreadable); {
-		case len(users) > 0:
-			errs[i] = inUseError(users)
-		case unreadable != nil:
-			errs[i] = fmt.Errorf("%w: %w; left in place", errCannotTell, unreadable)
-		default:
-			listings[i] = survey.listing
-		}
-	}
+	g.procsRead, g.snapshot, g.inUse = true, before, inodesOf(before.procs)
 	return listings, errs
+}
+
+// mayGo tells whether the tree a full survey read may go, by the passes
+// over /proc made before and after it, and returns its listing if so.
+func mayGo(survey *treeSurvey, before, after procSnapshot) (*dirListing, error) {
+	users := processes(survey.usersIn(after.procs, survey.usersIn(before.procs, nil)))
+	switch unreadable := cmp.Or(before.unreadable, after.unreadable); {
+	case len(users) > 0:
+		return nil, inUseError(users)
+	case unreadable != nil:
+		return nil, fmt.Errorf("%w: %w; left in place", errCannotTell, unreadable)
+	}
+	return survey.listing, nil
 }
 
 // recheckTree is recheck for one detached tree, under the open directory
