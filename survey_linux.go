@@ -24,10 +24,10 @@ import (
 // is missed. A pass after a walk finds what the walk saw in the tree,
 // but not a file made after the walk and held from outside. So the look
 // that lets a detached tree go makes a pass, a walk that records every
-// inode, and a pass again, and matches both passes with the walk
-// (fullSurvey); a process must then move twice, with a step in each gap,
-// to go unseen. The look before the detach, which only spares a tree in
-// use a pointless detach, makes the first pass and a walk that keeps only
+// inode (a full survey), and a pass again, and matches both passes with
+// the walk; a process must then move twice, with a step in each gap, to
+// go unseen. The look before the detach, which only spares a tree in use
+// a pointless detach, uses the call's one pass and a walk that keeps only
 // the inodes that pass found in use, which costs the directory reads and
 // little more.
 //
