@@ -185,11 +185,10 @@ type detachedSlot struct {
 // detachedBatch gathers detached slots for one look, in which the trees
 // share the passes over /proc between their walks (on Linux): looked at
 // alone, each would cost two, and a prune of many small slots would spend
-// most of its time passing over /proc. A
-// batch is looked at once it holds maxDetachedBatch slots, or its first
-// slot has waited batchWait (then before the next slot's check), so that
-// a slot a process came to use is not long missing from its name before
-// it is put back.
+// most of its time passing over /proc. A batch is looked at once it holds
+// maxDetachedBatch slots, or its first slot has waited batchWait (then
+// before the next slot's check), so that a slot a process came to use is
+// not long missing from its name before it is put back.
 type detachedBatch struct {
 	slots []detachedSlot
 	since time.Time
