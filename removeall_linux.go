@@ -219,7 +219,7 @@ func (r *treeRemoval) err() error {
 // files listing names first, and reports whether all of it went.
 func (r *treeRemoval) removeContents(fd int, path string, top bool, listing *dirListing) bool {
 	if listing != nil && len(listing.files) > 0 {
-		r.unlinkListed(fd, listing.files)
+		r.unlinkListed(fd, listing)
 	}
 	entries, err := readTreeEntries(fd)
 	if errors.Is(err, syscall.EACCES) && makeUsable(fd) {
@@ -237,13 +237,17 @@ func (r *treeRemoval) removeContents(fd int, path string, top bool, listing *dir
 	}
 	var helpers sync.WaitGroup
 	var failed atomic.Bool
-	unlinkFile := func(f dirEntry) {
-		if !r.unlink(fd, path, f.name, 0) {
-			failed.Store(true)
+	unlinkFiles := func(share []dirEntry) {
+		for _, f := range share {
+			if !r.unlink(fd, path, f.name, 0) {
+				failed.Store(true)
+			}
 		}
 	}
 	for i := 0; i < len(entries); i++ {
-		entries = r.lendShares(entries, i, &helpers, unlinkFile)
+		if !entries[i].isDir {
+			entries = lendShares(r, entries, i, &helpers, unlinkFiles)
+		}
 		e := entries[i]
 		// A subdirectory is handed off only while this walker has more of
 		// its own to do: else it would just wait for the helper.
@@ -258,38 +262,40 @@ func (r *treeRemoval) removeContents(fd int, path string, top bool, listing *dir
 	return last == nil || r.removeEntry(fd, path, *last, false, nil, nil, nil)
 }
 
-// unlinkListed unlinks the files of the open directory fd that a listing
-// names, as removeContents does its files, passing over those that fail:
-// the directory is read after, and what is left removed then.
-func (r *treeRemoval) unlinkListed(fd int, files []dirEntry) {
+// unlinkListed unlinks the files of the open directory fd that its
+// listing names, as removeContents does its files, passing over those
+// that fail: the directory is read after, and what is left removed then.
+func (r *treeRemoval) unlinkListed(fd int, listing *dirListing) {
+	files := listing.files
 	r.seen.Add(int64(len(files)))
-	removalOrder(files, false)
+	slices.SortFunc(files, func(a, b listedFile) int { return cmp.Compare(a.ino, b.ino) })
 	var helpers sync.WaitGroup
-	unlinkFile := func(f dirEntry) { unlinkEntry(fd, f.name, 0) }
+	unlinkFiles := func(share []listedFile) {
+		for _, f := range share {
+			unlinkPath(fd, listing.path(f), 0)
+		}
+	}
 	for i := 0; i < len(files); i++ {
-		files = r.lendShares(files, i, &helpers, unlinkFile)
-		unlinkFile(files[i])
+		files = lendShares(r, files, i, &helpers, unlinkFiles)
+		unlinkFiles(files[i : i+1])
 	}
 	helpers.Wait()
 }
 
-// lendShares hands files of entries, sorted for removal, to helpers that
-// call each on them while the files left after the i-th entry are many and
-// the pool lends: filesPerHelper each, taken from the end, while the
-// caller goes on from the start. It returns the entries left to the
-// caller.
-func (r *treeRemoval) lendShares(entries []dirEntry, i int, helpers *sync.WaitGroup, each func(dirEntry)) []dirEntry {
-	for !entries[i].isDir && len(entries)-i >= 2*filesPerHelper && r.mayHelp() && r.pool.lend() {
-		share := entries[len(entries)-filesPerHelper:]
-		entries = entries[:len(entries)-filesPerHelper]
+// lendShares hands files of a directory's, from the i-th on, to helpers
+// that call each on them, while those left are many and the pool lends:
+// filesPerHelper each, taken from the end, while the caller goes on from
+// the start. It returns the files left to the caller.
+func lendShares[F any](r *treeRemoval, files []F, i int, helpers *sync.WaitGroup, each func([]F)) []F {
+	for len(files)-i >= 2*filesPerHelper && r.mayHelp() && r.pool.lend() {
+		share := files[len(files)-filesPerHelper:]
+		files = files[:len(files)-filesPerHelper]
 		helpers.Go(func() {
 			defer r.pool.giveBack()
-			for _, f := range share {
-				each(f)
-			}
+			each(share)
 		})
 	}
-	return entries
+	return files
 }
 
 // removalOrder sorts the entries of a directory for removal: directories
@@ -364,9 +370,15 @@ func (r *treeRemoval) unlink(dirfd int, dirPath, name string, flags int) bool {
 func unlinkEntry(dirfd int, name string, flags int) error {
 	var buf [nameBuf]byte
 	path, err := makePath(buf[:], name)
-	if err == nil {
-		err = unlinkat(dirfd, path, flags)
+	if err != nil {
+		return err
 	}
+	return unlinkPath(dirfd, path, flags)
+}
+
+// unlinkPath is unlinkEntry for a name made a path already.
+func unlinkPath(dirfd int, path sysPath, flags int) error {
+	err := unlinkat(dirfd, path, flags)
 	if errors.Is(err, syscall.EACCES) && makeUsable(dirfd) {
 		err = unlinkat(dirfd, path, flags)
 	}

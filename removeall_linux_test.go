@@ -3,6 +3,7 @@
 package slotgc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -283,46 +284,68 @@ func listTree(t *testing.T, fd int, path string) *dirListing {
 	return survey.listing
 }
 
-// TestListingIsBounded lists a tree of more directories than a listing
-// may take: the listing stays within maxListingBytes, counting each
-// directory as well as each file, and the removal given it still removes
-// the whole tree.
+// TestListingIsBounded lists trees bigger than a listing may take, by
+// their directories or by their files: the listing stays within
+// maxListingBytes, counting each directory and each file, leaves some of
+// the tree out, and the removal given it still removes the whole tree.
 func TestListingIsBounded(t *testing.T) {
-	const parents, children = 40, 400 // 16,000 directories: 2.5 MB as listed
-	top := tempDir(t)
-	for p := range parents {
-		parent := filepath.Join(top, fmt.Sprintf("p%02d", p))
-		mkdirs(t, parent)
-		writeFile(t, filepath.Join(parent, "file"), "x")
-		for c := range children {
-			if err := os.Mkdir(filepath.Join(parent, fmt.Sprintf("child-%03d", c)), 0o755); err != nil {
-				t.Fatal(err)
+	longName := strings.Repeat("n", 200)
+	for _, tc := range []struct {
+		name string
+		// parents directories, each with files files and children empty
+		// subdirectories.
+		parents, files, children int
+		fileName                 string
+	}{
+		// 16,000 directories: 2.5 MB as listed.
+		{name: "directories", parents: 40, files: 1, children: 400, fileName: "file"},
+		// 6,000 files of 204-byte names: 2.6 MB as listed, in directories
+		// read several buffers at a time.
+		{name: "files", parents: 3, files: 2000, fileName: longName},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			top := tempDir(t)
+			for p := range tc.parents {
+				parent := filepath.Join(top, fmt.Sprintf("p%02d", p))
+				mkdirs(t, parent)
+				for f := range tc.files {
+					writeFile(t, filepath.Join(parent, fmt.Sprintf("%s%04d", tc.fileName, f)), "x")
+				}
+				for c := range tc.children {
+					if err := os.Mkdir(filepath.Join(parent, fmt.Sprintf("child-%03d", c)), 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
-		}
-	}
-	fd, dev := openTop(t, top)
-	listing := listTree(t, fd, top)
-	var listedDirs, bytes int
-	var count func(l *dirListing)
-	count = func(l *dirListing) {
-		for _, f := range l.files {
-			bytes += listedFileBytes + len(f.name)
-		}
-		for name, sub := range l.subdirs {
-			listedDirs++
-			bytes += listedDirBytes + len(name)
-			count(sub)
-		}
-	}
-	count(listing)
-	if bytes > maxListingBytes || listedDirs >= parents*(children+1) {
-		t.Errorf("the listing counts %d bytes for %d of the %d directories, want at most %d bytes and some left out", bytes, listedDirs, parents*(children+1), maxListingBytes)
-	}
-	if err := removeTreeContents(fd, top, dev, true, listing); err != nil {
-		t.Fatalf("removeTreeContents = %v, want nil", err)
-	}
-	if left := entriesOf(t, top); len(left) != 0 {
-		t.Errorf("after the removal the tree holds %d entries, want nothing", len(left))
+			fd, dev := openTop(t, top)
+			listing := listTree(t, fd, top)
+			var listedDirs, listedFiles, size int
+			var count func(l *dirListing)
+			count = func(l *dirListing) {
+				for _, f := range l.files {
+					name, _, _ := bytes.Cut(l.path(f), []byte{0})
+					listedFiles++
+					size += listedFileCost(name)
+				}
+				for name, sub := range l.subdirs {
+					listedDirs++
+					size += listedDirBytes + len(name)
+					count(sub)
+				}
+			}
+			count(listing)
+			dirs, files := tc.parents*(tc.children+1), tc.parents*tc.files
+			if size > maxListingBytes || listedDirs+listedFiles >= dirs+files {
+				t.Errorf("the listing counts %d bytes for %d of the %d directories and %d of the %d files, want at most %d bytes and some left out",
+					size, listedDirs, dirs, listedFiles, files, maxListingBytes)
+			}
+			if err := removeTreeContents(fd, top, dev, true, listing); err != nil {
+				t.Fatalf("removeTreeContents = %v, want nil", err)
+			}
+			if left := entriesOf(t, top); len(left) != 0 {
+				t.Errorf("after the removal the tree holds %d entries, want nothing", len(left))
+			}
+		})
 	}
 }
 

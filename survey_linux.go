@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 )
 
 // A survey is the read-only walk of a tree that tells whether processes
@@ -45,12 +46,15 @@ const (
 // inodeSet is the inode numbers of the files processes use.
 type inodeSet map[uint64]struct{}
 
-// inodesOf returns the inode numbers of the files the processes use.
-func inodesOf(procs []procUses) inodeSet {
+// inodesOf returns the inode numbers of the files the processes of the
+// passes use.
+func inodesOf(passes ...[]procUses) inodeSet {
 	set := inodeSet{}
-	for _, p := range procs {
-		for _, f := range p.files {
-			set[f.ino] = struct{}{}
+	for _, procs := range passes {
+		for _, p := range procs {
+			for _, f := range p.files {
+				set[f.ino] = struct{}{}
+			}
 		}
 	}
 	return set
@@ -58,8 +62,10 @@ func inodesOf(procs []procUses) inodeSet {
 
 // treeSurvey is what a survey found: the device of the tree's top
 // directory and, of the inodes in the tree (the top directory included),
-// those that were wanted, each marked with what it was found as; or, for
-// a full survey, all of them, sorted, and what it read of the tree.
+// those that were wanted, each marked with what it was found as. A full
+// survey finds them once told which are wanted (see match): it keeps
+// every inode, the files' in the listing of what it read of the tree,
+// unless the listing could not take them, and the rest in files and dirs.
 type treeSurvey struct {
 	dev         uint64
 	found       map[uint64]uint8
@@ -67,28 +73,48 @@ type treeSurvey struct {
 	listing     *dirListing
 }
 
-// kind tells what the inode ino was found as in the tree, 0 if it was
-// not.
-func (s treeSurvey) kind(ino uint64) uint8 {
-	if s.found != nil {
-		return s.found[ino]
+// match finds, for a full survey, which of the inodes in wanted are in
+// the tree. The passes over /proc that tell them come after the walk, and
+// use a few inodes where a tree has thousands: each of the tree's is
+// looked up among them once, rather than all kept sorted to be searched.
+func (s *treeSurvey) match(wanted inodeSet) {
+	s.found = map[uint64]uint8{}
+	see := func(ino uint64, kind uint8) {
+		if _, ok := wanted[ino]; ok {
+			s.found[ino] |= kind
+		}
 	}
-	var kind uint8
-	if _, ok := slices.BinarySearch(s.files, ino); ok {
-		kind |= surveyFile
+	for _, ino := range s.files {
+		see(ino, surveyFile)
 	}
-	if _, ok := slices.BinarySearch(s.dirs, ino); ok {
-		kind |= surveyDir
+	for _, ino := range s.dirs {
+		see(ino, surveyDir)
 	}
-	return kind
+	var listed func(l *dirListing)
+	listed = func(l *dirListing) {
+		for _, f := range l.files {
+			see(f.ino, surveyFile)
+		}
+		for _, sub := range l.subdirs {
+			listed(sub)
+		}
+	}
+	if s.listing != nil {
+		listed(s.listing)
+	}
 }
 
 // uses reports whether any of files is in the surveyed tree: a
 // working or root directory that is anything in it, an open or mapped
 // file that is a file in it.
 func (s treeSurvey) uses(files []inUse) bool {
+	if s.found == nil {
+		// A full survey not yet matched would find nothing in use: a
+		// caller that forgot match must not let a tree go for that.
+		panic("slotgc: a full survey asked what it holds before match")
+	}
 	for _, f := range files {
-		kind := s.kind(f.ino)
+		kind := s.found[f.ino]
 		if kind&surveyFile != 0 || f.dir && kind != 0 {
 			return true
 		}
@@ -102,19 +128,72 @@ func (s treeSurvey) uses(files []inUse) bool {
 // directories again, and reads each only for what is left (see
 // removeTreeContents).
 type dirListing struct {
-	files   []dirEntry
+	// names holds the files' names, each ended by a NUL as unlinkat(2)
+	// takes it, and files the inode number of each and where its name
+	// starts: a directory's files cost the listing two growing slices,
+	// not an allocation each.
+	names   []byte
+	files   []listedFile
 	subdirs map[string]*dirListing
 }
+
+// listedFile is a file of a dirListing.
+type listedFile struct {
+	ino uint64
+	at  uint32
+}
+
+// add lists the file name, whose inode number is ino.
+func (l *dirListing) add(name []byte, ino uint64) {
+	l.files = append(l.files, listedFile{ino: ino, at: uint32(len(l.names))})
+	l.names = append(append(l.names, name...), 0)
+}
+
+// reserve makes room in l for files files whose names take bytes, NULs
+// included: a directory of hundreds of files is listed without growing
+// its slices again and again.
+func (l *dirListing) reserve(files, bytes int) {
+	l.files = slices.Grow(l.files, files)
+	l.names = slices.Grow(l.names, bytes)
+}
+
+// filesAmong counts the files among directory records (all but
+// directories, those of unknown type included), the bytes their names
+// take with their NULs, and what they count against a listing.
+func filesAmong(records []byte) (files, bytes, cost int) {
+	for len(records) > 0 {
+		name, _, typ, rest, err := nextDirent(records)
+		if err != nil {
+			break
+		}
+		if name != nil && typ != dtDir {
+			files++
+			bytes += len(name) + 1
+			cost += listedFileCost(name)
+		}
+		records = rest
+	}
+	return files, bytes, cost
+}
+
+// path returns the name of the listed file f as unlinkat(2) takes it.
+func (l *dirListing) path(f listedFile) sysPath { return l.names[f.at:] }
 
 // The memory a tree's listing may take, and what a file and a directory
 // are counted to take besides their names: a tree bigger than that is
 // listed in part, and the removal reads the rest itself. A prune holds a
-// listing for each tree it is removing, a few at most (removalPool).
+// listing for each tree it is removing, a few at most (removalPool). A
+// file is counted twice what it is stored in (its record, its name and
+// the name's NUL), as the slices that hold them may have grown to twice
+// what they hold.
 const (
 	maxListingBytes = 2 << 20
-	listedFileBytes = 48
+	listedFileBytes = 2 * (int(unsafe.Sizeof(listedFile{})) + 1)
 	listedDirBytes  = 160
 )
+
+// listedFileCost is what a file of the name counts against a listing.
+func listedFileCost(name []byte) int { return listedFileBytes + 2*len(name) }
 
 // subdir returns the listing of the subdirectory name, nil if there is
 // none (l may be nil).
@@ -163,7 +242,7 @@ func surveyTree(fd int, path string, wanted inodeSet, full bool) (treeSurvey, er
 		w.listable.Store(maxListingBytes)
 		top = &dirListing{}
 	}
-	first := &walker{surveyWalk: w, buf: make([]byte, surveyBuf)}
+	first := newWalker(w)
 	first.see(st.Ino, surveyDir)
 	restore := readableForSurvey(fd, &st)
 	defer restore()
@@ -173,14 +252,22 @@ func surveyTree(fd int, path string, wanted inodeSet, full bool) (treeSurvey, er
 	if err := w.err(); err != nil {
 		return treeSurvey{}, err
 	}
-	slices.Sort(w.files)
-	slices.Sort(w.dirs)
 	return treeSurvey{dev: w.dev, found: w.found, files: w.files, dirs: w.dirs, listing: top}, nil
 }
 
 // surveyBuf is the size of the buffer each of a survey's walkers reads
 // directories through: a directory of a thousand entries in a call or two.
 const surveyBuf = 32 << 10
+
+// surveyBufs keeps the walkers' buffers for the next: a survey of a big
+// tree starts a walker for most of its directories.
+var surveyBufs = sync.Pool{New: func() any { return new([surveyBuf]byte) }}
+
+// newWalker returns a walker of the survey w, with a buffer from
+// surveyBufs that done gives back.
+func newWalker(w *surveyWalk) *walker {
+	return &walker{surveyWalk: w, buf: surveyBufs.Get().(*[surveyBuf]byte)[:]}
+}
 
 // Whether a file's d_ino is its st_ino: so it is taken to be, unless the
 // file system is one where it may not be, or the first file stat'ed
@@ -235,12 +322,15 @@ func (w *walker) see(ino uint64, kind uint8) {
 	}
 }
 
-// done hands the inodes the walker met to the survey.
+// done hands the inodes the walker met to the survey, and its buffer
+// back.
 func (w *walker) done() {
 	w.mu.Lock()
 	w.surveyWalk.files = append(w.surveyWalk.files, w.files...)
 	w.surveyWalk.dirs = append(w.surveyWalk.dirs, w.dirs...)
 	w.mu.Unlock()
+	surveyBufs.Put((*[surveyBuf]byte)(w.buf))
+	w.buf = nil
 }
 
 // fail records an error of the walk, which goes on with the rest of the
@@ -301,7 +391,7 @@ func (w *walker) walk(fd int, path string, top bool, list *dirListing) {
 		if i < len(subdirs)-1 && w.pool.lend() {
 			w.helpers.Go(func() {
 				defer w.pool.giveBack()
-				helper := &walker{surveyWalk: w.surveyWalk, buf: make([]byte, surveyBuf)}
+				helper := newWalker(w.surveyWalk)
 				helper.walkOpened(sub, subPath, restore, subList)
 				helper.done()
 			})
@@ -327,6 +417,15 @@ func (w *walker) readDir(fd int, path string, top bool, list *dirListing) ([]str
 		case n <= 0:
 			return subdirs, nil
 		}
+		// The listing takes the records' files at once, if it has room
+		// for them all, else one by one while it has.
+		var listAll bool
+		if list != nil {
+			files, bytes, cost := filesAmong(w.buf[:n])
+			if listAll = w.list(cost); listAll {
+				list.reserve(files, bytes)
+			}
+		}
 		for records := w.buf[:n]; len(records) > 0; {
 			name, ino, typ, rest, err := nextDirent(records)
 			if err != nil {
@@ -340,10 +439,11 @@ func (w *walker) readDir(fd int, path string, top bool, list *dirListing) ([]str
 				subdirs = append(subdirs, string(name))
 			case top && string(name) == PIDFile:
 			default:
-				if list != nil && w.list(listedFileBytes+len(name)) {
-					list.files = append(list.files, dirEntry{name: string(name), ino: ino})
+				listed := listAll || list != nil && w.list(listedFileCost(name))
+				if listed {
+					list.add(name, ino)
 				}
-				if err := w.statFile(fd, name, ino, path); err != nil {
+				if err := w.statFile(fd, name, ino, path, listed); err != nil {
 					return nil, err
 				}
 			}
@@ -351,11 +451,14 @@ func (w *walker) readDir(fd int, path string, top bool, list *dirListing) ([]str
 	}
 }
 
-// statFile records the file name in dirfd, whose d_ino is ino, by its
-// st_ino where d_ino cannot be trusted to be it.
-func (w *walker) statFile(dirfd int, name []byte, ino uint64, path string) *fs.PathError {
+// statFile records the file name in dirfd, whose d_ino is ino, and by
+// its st_ino where d_ino cannot be trusted to be it; listed tells that
+// the listing holds d_ino already.
+func (w *walker) statFile(dirfd int, name []byte, ino uint64, path string, listed bool) *fs.PathError {
 	if w.probe.Load() == inoTrusted {
-		w.see(ino, surveyFile)
+		if !listed {
+			w.see(ino, surveyFile)
+		}
 		return nil
 	}
 	stx, err := statxOf(dirfd, name, atSymlinkNofollow|atStatxDontSync, statxInoMask)
@@ -367,10 +470,12 @@ func (w *walker) statFile(dirfd int, name []byte, ino uint64, path string) *fs.P
 	} else {
 		w.probe.CompareAndSwap(inoUnprobed, inoTrusted)
 	}
-	if stx.ino != ino {
+	if !listed {
 		w.see(ino, surveyFile)
 	}
-	w.see(stx.ino, surveyFile)
+	if stx.ino != ino {
+		w.see(stx.ino, surveyFile)
+	}
 	return nil
 }
 

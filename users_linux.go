@@ -222,6 +222,7 @@ func (g *pruneGuard) recheckTrees(sw *swarmDir, trees []detachedTree) ([]*dirLis
 // mayGo tells whether the tree a full survey read may go, by the passes
 // over /proc made before and after it, and returns its listing if so.
 func mayGo(survey *treeSurvey, before, after procSnapshot) (*dirListing, error) {
+	survey.match(inodesOf(before.procs, after.procs))
 	users := processes(survey.usersIn(after.procs, survey.usersIn(before.procs, nil)))
 	switch unreadable := cmp.Or(before.unreadable, after.unreadable); {
 	case len(users) > 0:
