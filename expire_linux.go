@@ -50,7 +50,7 @@ func (rd *recoveryDir) expireEntry(name string, rec record, e *Recovery, sw *swa
 	if dev, err := sw.device(); err != nil || dev != st.id.dev {
 		return false, fmt.Errorf("%w: it is not on the swarm directory's file system; left in place", errCannotTell)
 	}
-	if err := guard.checkTree(sw, fd, e.Path); err != nil {
+	if err := guard.checkTree(sw, fd, e.Path, false); err != nil {
 		return false, fmt.Errorf("left in place: %w", err)
 	}
 	e.ModTime = st.mtime
@@ -121,7 +121,7 @@ func (rd *recoveryDir) finishExpiring(sw *swarmDir, guard *pruneGuard) error {
 		if lockExclusive(fd) == nil {
 			if dev, err := sw.device(); err != nil || dev != rd.dev {
 				errs = append(errs, fmt.Errorf("%s: %w: it is not on the swarm directory's file system; left in place", path, errCannotTell))
-			} else if err := guard.checkTree(sw, fd, path); err != nil {
+			} else if err := guard.checkTree(sw, fd, path, false); err != nil {
 				errs = append(errs, fmt.Errorf("%s: left in place: %w", path, err))
 			} else if err := removeTreeAt(fd, dirfd, e.name, path, rd.dev, nil); err != nil {
 				errs = append(errs, err)

@@ -56,6 +56,14 @@ type fuseFS struct {
 	// way (GETLK) all the same. Zero leaves locks to the kernel.
 	lockErr syscall.Errno
 
+	// replaced, where not nil, maps a directory to the one that takes its
+	// name once the first has been read, as if the first were renamed
+	// away and another made under its name while a walk was on: lookups
+	// find the second from then on, and both stay listed under the name.
+	// read holds the directories read so far.
+	replaced map[uint64]uint64
+	read     map[uint64]bool
+
 	mu       sync.Mutex
 	requests map[string]int // the requests read, by the names count gives
 }
@@ -152,6 +160,20 @@ var fuseChanges = []string{
 }
 
 // children returns the ids of the directory id's entries, in order.
+// current reports whether the node id is the one a lookup of its name
+// finds (see fuseFS.replaced).
+func (fsys *fuseFS) current(id uint64) bool {
+	for first, second := range fsys.replaced {
+		switch id {
+		case first:
+			return !fsys.read[first]
+		case second:
+			return fsys.read[first]
+		}
+	}
+	return true
+}
+
 func (fsys *fuseFS) children(id uint64) []uint64 {
 	var ids []uint64
 	for childID, n := range fsys.nodes {

@@ -126,7 +126,7 @@ func (fsys *fuseFS) answer(req []byte) []byte {
 	case fuseLookup:
 		name := cString(body)
 		for _, childID := range fsys.children(id) {
-			if fsys.nodes[childID].name == name {
+			if fsys.nodes[childID].name == name && fsys.current(childID) {
 				return fuseReply(unique, 0, fsys.entryOut(childID))
 			}
 		}
@@ -152,6 +152,9 @@ func (fsys *fuseFS) answer(req []byte) []byte {
 		data := node.data[min(offset, uint64(len(node.data))):]
 		return fuseReply(unique, 0, []byte(data[:min(size, uint64(len(data)))]))
 	case fuseReaddir:
+		if fsys.read != nil {
+			fsys.read[id] = true
+		}
 		return fuseReply(unique, 0, fsys.dirents(id, ne.Uint64(body[8:]), int(ne.Uint32(body[16:]))))
 	case fuseAccess, fuseFlush, fuseRelease, fuseReleasedir:
 		return fuseReply(unique, 0, nil)

@@ -349,13 +349,16 @@ func TestProgressPanicSettlesEverySlot(t *testing.T) {
 func TestExpiryKeepsEntryInUse(t *testing.T) {
 	ws, swarm := workspace(t)
 	dead := pidLine(deadPID(t))
-	for _, s := range []string{"cwd", "fd", "idle"} {
+	for _, s := range []string{"cwd", "fd", "pidname", "idle"} {
 		addWorktree(t, addSlot(t, swarm, s, dead))
 	}
+	// A worktree's own file that has a slot's pid file's name is a file
+	// like any other once recovered.
+	writeFile(t, filepath.Join(swarm, "pidname", WorktreeDir, PIDFile), "notes\n")
 	const keep = time.Second
 	report, err := Prune(ws, PruneOptions{Keep: keep})
-	if err != nil || len(report.Taken()) != 3 {
-		t.Fatalf("setup: Prune(ws, Keep) = %+v, %v, want three slots recovered", report, err)
+	if err != nil || len(report.Taken()) != 4 {
+		t.Fatalf("setup: Prune(ws, Keep) = %+v, %v, want four slots recovered", report, err)
 	}
 	entries := outcomes(report)
 
@@ -366,13 +369,17 @@ func TestExpiryKeepsEntryInUse(t *testing.T) {
 	cmd.Env = append(cmd.Env, helperArgEnv+"="+filepath.Join(entries["fd"].Recovery, "README"))
 	cmd.Dir = tempDir(t)
 	holding := startHelper(t, cmd, "hold").Process.Pid
+	cmd = helperCmd(t, testBinary(t), "hold")
+	cmd.Env = append(cmd.Env, helperArgEnv+"="+filepath.Join(entries["pidname"].Recovery, PIDFile))
+	cmd.Dir = tempDir(t)
+	holdingPIDName := startHelper(t, cmd, "hold").Process.Pid
 
 	time.Sleep(keep + 100*time.Millisecond)
 	report, err = Prune(ws, PruneOptions{Keep: keep})
 	if len(report.Expired) != 1 || report.Expired[0].Slot != "idle" {
 		t.Errorf("Prune(ws, Keep) expired %+v, want only idle's entry", report.Expired)
 	}
-	for slot, pid := range map[string]int{"cwd": inEntry, "fd": holding} {
+	for slot, pid := range map[string]int{"cwd": inEntry, "fd": holding, "pidname": holdingPIDName} {
 		if !exists(t, entries[slot].Recovery) {
 			t.Errorf("Prune(ws, Keep) removed %s, which pid %d uses", entries[slot].Recovery, pid)
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -277,7 +278,7 @@ func testRemovalGoesOnPastFailures(t *testing.T, listed bool) {
 // does, and returns what it read.
 func listTree(t *testing.T, fd int, path string) *dirListing {
 	t.Helper()
-	survey, err := surveyTree(fd, path, nil, true)
+	survey, err := surveyTree(fd, path, nil, true, true)
 	if err != nil || survey.listing == nil {
 		t.Fatalf("surveyTree(%s) = %+v, %v, want a listing and no error", path, survey, err)
 	}
@@ -285,40 +286,79 @@ func listTree(t *testing.T, fd int, path string) *dirListing {
 }
 
 // TestListingIsBounded lists trees bigger than a listing may take, by
-// their directories or by their files: the listing stays within
-// maxListingBytes, counting each directory and each file, leaves some of
-// the tree out, and the removal given it still removes the whole tree.
+// their directories, nested or side by side, or by their files: the
+// listing leaves some of the tree out, keeps no more memory alive than
+// maxListingBytes (with room for the walk's pooled buffer and the
+// runtime's own), counts no more than that either, and the removal given
+// it still removes the whole tree.
 func TestListingIsBounded(t *testing.T) {
-	longName := strings.Repeat("n", 200)
 	for _, tc := range []struct {
 		name string
-		// parents directories, each with files files and children empty
-		// subdirectories.
-		parents, files, children int
-		fileName                 string
+		// build makes the tree under top and returns how many
+		// directories and files it holds.
+		build func(t *testing.T, top string) (dirs, files int)
 	}{
-		// 16,000 directories: 2.5 MB as listed.
-		{name: "directories", parents: 40, files: 1, children: 400, fileName: "file"},
-		// 6,000 files of 204-byte names: 2.6 MB as listed, in directories
-		// read several buffers at a time.
-		{name: "files", parents: 3, files: 2000, fileName: longName},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			top := tempDir(t)
-			for p := range tc.parents {
-				parent := filepath.Join(top, fmt.Sprintf("p%02d", p))
-				mkdirs(t, parent)
-				for f := range tc.files {
-					writeFile(t, filepath.Join(parent, fmt.Sprintf("%s%04d", tc.fileName, f)), "x")
+		{"nested directories", func(t *testing.T, top string) (int, int) {
+			// 2.3 MB as listed: each directory has a map of one.
+			const depth = 6000
+			fd, err := syscall.Open(top, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range depth {
+				err := syscall.Mkdirat(fd, "d", 0o755)
+				sub := -1
+				if err == nil {
+					sub, err = syscall.Openat(fd, "d", syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 				}
-				for c := range tc.children {
-					if err := os.Mkdir(filepath.Join(parent, fmt.Sprintf("child-%03d", c)), 0o755); err != nil {
-						t.Fatal(err)
-					}
+				syscall.Close(fd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fd = sub
+			}
+			syscall.Close(fd)
+			return depth, 0
+		}},
+		{"directories side by side", func(t *testing.T, top string) (int, int) {
+			// 5.4 MB as listed.
+			const children = 40000
+			for c := range children {
+				if err := os.Mkdir(filepath.Join(top, fmt.Sprintf("child-%05d", c)), 0o755); err != nil {
+					t.Fatal(err)
 				}
 			}
+			return children, 0
+		}},
+		{"files", func(t *testing.T, top string) (int, int) {
+			// 2.6 MB as listed: 6,000 files of 204-byte names, in
+			// directories read several buffers at a time.
+			const parents, files = 3, 2000
+			longName := strings.Repeat("n", 200)
+			for p := range parents {
+				parent := filepath.Join(top, fmt.Sprintf("p%02d", p))
+				mkdirs(t, parent)
+				for f := range files {
+					writeFile(t, filepath.Join(parent, fmt.Sprintf("%s%04d", longName, f)), "x")
+				}
+			}
+			return parents, parents * files
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			setRemovalWorkers(t, 1)
+			top := tempDir(t)
+			dirs, files := tc.build(t, top)
 			fd, dev := openTop(t, top)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
 			listing := listTree(t, fd, top)
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			if kept, most := int64(after.HeapAlloc)-int64(before.HeapAlloc), int64(maxListingBytes)*11/10; kept > most {
+				t.Errorf("the listing keeps %d bytes alive, want at most %d", kept, most)
+			}
 			var listedDirs, listedFiles, size int
 			var count func(l *dirListing)
 			count = func(l *dirListing) {
@@ -327,6 +367,9 @@ func TestListingIsBounded(t *testing.T) {
 					listedFiles++
 					size += listedFileCost(name)
 				}
+				if len(l.subdirs) > 0 {
+					size += listedMapBytes
+				}
 				for name, sub := range l.subdirs {
 					listedDirs++
 					size += listedDirBytes + len(name)
@@ -334,7 +377,6 @@ func TestListingIsBounded(t *testing.T) {
 				}
 			}
 			count(listing)
-			dirs, files := tc.parents*(tc.children+1), tc.parents*tc.files
 			if size > maxListingBytes || listedDirs+listedFiles >= dirs+files {
 				t.Errorf("the listing counts %d bytes for %d of the %d directories and %d of the %d files, want at most %d bytes and some left out",
 					size, listedDirs, dirs, listedFiles, files, maxListingBytes)

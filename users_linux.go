@@ -130,16 +130,17 @@ type pruneGuard struct {
 // check refuses to let the locked tree go while a mount point is inside
 // it, a process uses it, or whether one does cannot be told.
 func (g *pruneGuard) check(sw *swarmDir, l *entryLock, name string) error {
-	return g.checkTree(sw, l.fd, filepath.Join(sw.path, name))
+	return g.checkTree(sw, l.fd, filepath.Join(sw.path, name), true)
 }
 
 // checkTree is check for the tree under the open directory fd, at path,
-// on the swarm's file system: a slot, or a recovery entry to expire.
-func (g *pruneGuard) checkTree(sw *swarmDir, fd int, path string) error {
+// on the swarm's file system: a slot (slot), or a recovery entry to
+// expire.
+func (g *pruneGuard) checkTree(sw *swarmDir, fd int, path string, slot bool) error {
 	if points := g.mountsUnder(fd); len(points) > 0 {
 		return mountInsideError(points)
 	}
-	users, err := g.usersOf(sw, fd, path)
+	users, err := g.usersOf(sw, fd, path, slot)
 	switch {
 	case len(users) > 0:
 		return inUseError(users)
@@ -167,7 +168,7 @@ var errCannotTell = errors.New("cannot tell whether a process uses it")
 func (g *pruneGuard) recheck(sw *swarmDir, detached []detachedSlot) []error {
 	trees := make([]detachedTree, len(detached))
 	for i, d := range detached {
-		trees[i] = detachedTree{fd: d.lock.fd, path: sw.entryPath(d.trash)}
+		trees[i] = detachedTree{fd: d.lock.fd, path: sw.entryPath(d.trash), slot: true}
 	}
 	listings, errs := g.recheckTrees(sw, trees)
 	for i, d := range detached {
@@ -177,10 +178,12 @@ func (g *pruneGuard) recheck(sw *swarmDir, detached []detachedSlot) []error {
 }
 
 // detachedTree is a tree detached from where processes find it by name,
-// open as fd, at path, on the swarm's file system.
+// open as fd, at path, on the swarm's file system: a slot's (slot), or a
+// recovery entry's.
 type detachedTree struct {
 	fd   int
 	path string
+	slot bool
 }
 
 // recheckTrees is recheck for the trees, returning for each what its
@@ -202,7 +205,7 @@ func (g *pruneGuard) recheckTrees(sw *swarmDir, trees []detachedTree) ([]*dirLis
 		if testHookLooking != nil {
 			testHookLooking(tree.path, false)
 		}
-		survey, err := surveyTree(tree.fd, tree.path, nil, true)
+		survey, err := surveyTree(tree.fd, tree.path, nil, true, tree.slot)
 		if err != nil {
 			errs[i] = surveyError(err)
 			continue
@@ -248,12 +251,12 @@ func (g *pruneGuard) forget() {
 }
 
 // usersOf returns the processes that use the tree under the open
-// directory fd, at path, in the swarm directory sw, by the call's pass
-// over /proc and a survey after it. A mount point met on the way is an
+// directory fd, at path, in the swarm directory sw, a slot's if slot, by
+// the call's pass over /proc and a survey after it. A mount point met on the way is an
 // error wrapping ErrMountInside; a directory that cannot be read, or a
 // process whose files cannot be, an error wrapping errCannotTell,
 // returned with the users that were found.
-func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, error) {
+func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string, slot bool) ([]Process, error) {
 	if !g.procsRead {
 		g.procsRead = true
 		g.snapshot = readProcesses(sw)
@@ -262,7 +265,7 @@ func (g *pruneGuard) usersOf(sw *swarmDir, fd int, path string) ([]Process, erro
 	if testHookLooking != nil {
 		testHookLooking(path, false)
 	}
-	survey, err := surveyTree(fd, path, g.inUse, false)
+	survey, err := surveyTree(fd, path, g.inUse, false, slot)
 	if err != nil {
 		return nil, surveyError(err)
 	}
@@ -322,7 +325,7 @@ func (g *pruneGuard) users(sw *swarmDir, name string) ([]Process, error) {
 		return nil, &fs.PathError{Op: "open", Path: filepath.Join(sw.path, name), Err: err}
 	}
 	defer syscall.Close(fd)
-	return g.usersOf(sw, fd, filepath.Join(sw.path, name))
+	return g.usersOf(sw, fd, filepath.Join(sw.path, name), true)
 }
 
 // uninspectedError names this user's processes that the call's pass over
@@ -443,7 +446,7 @@ func (sw *swarmDir) entryUse(entry string, pid int) (uses, told bool) {
 		return false, false
 	}
 	defer syscall.Close(fd)
-	survey, err := surveyTree(fd, filepath.Join(sw.path, entry), inodesOf([]procUses{{pid: pid, files: res.files}}), false)
+	survey, err := surveyTree(fd, filepath.Join(sw.path, entry), inodesOf([]procUses{{pid: pid, files: res.files}}), false, true)
 	if err != nil {
 		return false, false
 	}
