@@ -201,7 +201,14 @@
 //     them uses the slot: so a process that, while the look is made,
 //     moves within the slot (`cd .. && rm -rf build`) or makes a file in
 //     it, holds that open and leaves, is found; one that does both, a
-//     step on each side of the walk, is not. Another
+//     step on each side of the walk, is not. The walk fails, keeping the
+//     slot, for a directory changed while it was read (by its
+//     modification time, which Linux sets to the nanosecond once read
+//     from 6.13 on and to the clock tick before), since a subdirectory
+//     renamed within it meanwhile may be read under neither name; a
+//     subdirectory moved, while the walk is on, from a directory not yet
+//     read to one already read goes unseen, and so do the files under
+//     it, though the process holding one never moves. Another
 //     user's processes are seen only by root
 //     (https://man7.org/linux/man-pages/man5/proc_pid_fd.5.html). A
 //     process that opens a directory of a slot and later works through

@@ -22,9 +22,16 @@ import (
 // mountNoBirthFS makes a small ext2 file system with 128-byte inodes (which
 // keep no birth time, as ext3 file systems made so, XFS v4, NFS and many
 // FUSE file systems keep none) on a loop device, mounts it on a new
-// directory and returns that; it is unmounted and its loop device freed
-// when the test ends.
+// directory and returns that.
 func mountNoBirthFS(t *testing.T) string {
+	t.Helper()
+	return mountLoopFS(t, 32<<20, "mkfs.ext2", "-I", "128")
+}
+
+// mountLoopFS makes a file system of size bytes with the mkfs program and
+// its args on a loop device, mounts it on a new directory and returns
+// that; it is unmounted and its loop device freed when the test ends.
+func mountLoopFS(t *testing.T, size int64, mkfs string, args ...string) string {
 	t.Helper()
 	needRoot(t)
 	skip := func(format string, args ...any) {
@@ -34,7 +41,7 @@ func mountNoBirthFS(t *testing.T) string {
 		}
 		t.Skipf(format, args...)
 	}
-	for _, tool := range []string{"mkfs.ext2", "mount", "umount"} {
+	for _, tool := range []string{mkfs, "mount", "umount"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			skip("%s is missing: %v", tool, err)
 		}
@@ -46,14 +53,14 @@ func mountNoBirthFS(t *testing.T) string {
 	if f, err := os.Create(img); err != nil {
 		t.Fatal(err)
 	} else {
-		err := f.Truncate(32 << 20)
+		err := f.Truncate(size)
 		f.Close()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	if out, err := exec.Command("mkfs.ext2", "-q", "-F", "-I", "128", img).CombinedOutput(); err != nil {
-		skip("mkfs.ext2: %v: %s", err, out)
+	if out, err := exec.Command(mkfs, append(append([]string{"-q", "-F"}, args...), img)...).CombinedOutput(); err != nil {
+		skip("%s: %v: %s", mkfs, err, out)
 	}
 	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
 		skip("mount -o loop: %v: %s", err, out)

@@ -263,7 +263,7 @@ func surveyTree(fd int, path string, wanted inodeSet, full, slot bool) (treeSurv
 	first.see(st.Ino, surveyDir)
 	restore := readableForSurvey(fd, &st)
 	defer restore()
-	first.walk(fd, path, slot, top)
+	first.walk(fd, path, &st, slot, top)
 	first.done()
 	w.helpers.Wait()
 	if err := w.err(); err != nil {
@@ -384,8 +384,21 @@ func (w *surveyWalk) list(n int) bool {
 // the slot's own pid file is left out: every scan opens it for a moment,
 // and one that happens to be reading it does not use the slot. Any other
 // tree's file of that name is a file like the rest.
-func (w *walker) walk(fd int, path string, slotTop bool, list *dirListing) {
+//
+// A full survey fails for a directory changed while it was read, which
+// before is the status of, taken before: a directory renamed within it
+// meanwhile may have been read under neither name (ext4 returns entries
+// in hash order), and the files under it would go unrecorded. Its
+// modification time tells, which every entry made, removed or renamed
+// sets anew, to the nanosecond on Linux 6.13 and later once it has been
+// read (multigrain timestamps; https://docs.kernel.org/filesystems/multigrain-ts.html);
+// before that, to the clock tick, so a change in the tick of the one
+// before can go unseen.
+func (w *walker) walk(fd int, path string, before *syscall.Stat_t, slotTop bool, list *dirListing) {
 	subdirs, err := w.readDir(fd, path, slotTop, list)
+	if err == nil && w.full {
+		err = unchanged(fd, path, before)
+	}
 	if err != nil {
 		w.fail(err)
 		return
@@ -422,6 +435,23 @@ func (w *walker) walk(fd int, path string, slotTop bool, list *dirListing) {
 		}
 		w.walkOpened(sub, subPath, restore, subList)
 	}
+}
+
+// errChangedWhileRead is the error of a directory changed while a full
+// survey read it.
+var errChangedWhileRead = errors.New("changed while it was read")
+
+// unchanged returns an error naming the open directory fd, at path, if it
+// is not the one whose status before gives, as it was.
+func unchanged(fd int, path string, before *syscall.Stat_t) *fs.PathError {
+	var after syscall.Stat_t
+	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &after) }); err != nil {
+		return &fs.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if after.Ino != before.Ino || after.Mtim != before.Mtim {
+		return &fs.PathError{Op: "readdirent", Path: path, Err: errChangedWhileRead}
+	}
+	return nil
 }
 
 // readDir reads the directory fd, at path, records its entries, lists
@@ -532,7 +562,7 @@ func (w *walker) walkOpened(fd int, path string, restore func(), list *dirListin
 	}
 	w.see(st.Ino, surveyDir)
 	defer readableForSurvey(fd, &st)()
-	w.walk(fd, path, false, list)
+	w.walk(fd, path, &st, false, list)
 }
 
 // readableForSurvey gives the caller read and search permission on the
