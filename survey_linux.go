@@ -385,15 +385,16 @@ func (w *surveyWalk) list(n int) bool {
 // and one that happens to be reading it does not use the slot. Any other
 // tree's file of that name is a file like the rest.
 //
-// A full survey fails for a directory changed while it was read, which
-// before is the status of, taken before: a directory renamed within it
+// A full survey fails for a directory changed while it was read (before
+// is its status, taken before the read): a subdirectory renamed within it
 // meanwhile may have been read under neither name (ext4 returns entries
 // in hash order), and the files under it would go unrecorded. Its
-// modification time tells, which every entry made, removed or renamed
-// sets anew, to the nanosecond on Linux 6.13 and later once it has been
-// read (multigrain timestamps; https://docs.kernel.org/filesystems/multigrain-ts.html);
-// before that, to the clock tick, so a change in the tick of the one
-// before can go unseen.
+// modification time tells, as every entry made, removed or renamed sets
+// it anew: to the nanosecond on Linux 6.13 and later once a stat has
+// read it (multigrain timestamps;
+// https://docs.kernel.org/filesystems/multigrain-ts.html), and to the
+// clock tick before, so that there a change in the same tick as the one
+// before it can go unseen.
 func (w *walker) walk(fd int, path string, before *syscall.Stat_t, slotTop bool, list *dirListing) {
 	subdirs, err := w.readDir(fd, path, slotTop, list)
 	if err == nil && w.full {
